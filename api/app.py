@@ -1,0 +1,35 @@
+"""``create_app``: the Litestar application factory. Nothing here reads the environment;
+resources are opened in the lifespan and closed after it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.config.cors import CORSConfig
+from litestar.openapi import OpenAPIConfig
+
+from api.errors import EXCEPTION_HANDLERS
+from api.health import health, ready
+from fleet import Clock, Settings, build_services
+from fleet.clock import SYSTEM_CLOCK
+
+
+def create_app(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Litestar:
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        async with build_services(settings, clock=clock) as services:
+            app.state.services = services
+            yield
+
+    cors = CORSConfig(allow_origins=settings.cors_origins) if settings.cors_origins else None
+    return Litestar(
+        route_handlers=[health, ready],
+        lifespan=[lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,
+        cors_config=cors,
+        openapi_config=OpenAPIConfig(title="cicfleet", version="0.1.0", path="/openapi"),
+        request_max_body_size=settings.max_body_bytes,
+        debug=False,
+    )

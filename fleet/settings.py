@@ -1,0 +1,114 @@
+"""Settings read from ``CIC_*`` environment variables.
+
+Every value is validated at start: a bad value stops the program with one line per problem
+naming the variable, so an operator never chases a stack trace to find a typo.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from fleet.errors import SettingsError
+
+_DEFAULT_HOME = Path("~/.cicfleet")
+
+
+class Settings(BaseSettings):
+    """The control plane's configuration; one instance is passed to everything that needs it."""
+
+    model_config = SettingsConfigDict(env_prefix="CIC_", extra="ignore", frozen=True)
+
+    home: Path = Field(default=_DEFAULT_HOME, description="State directory (SQLite, tokens, logs)")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; unset means a SQLite file in CIC_HOME"
+    )
+    redis_url: str | None = Field(default=None, description="Redis URL; unset means in-process")
+    redis_prefix: str = Field(default="cic", min_length=1, description="Prefix of every Redis key")
+    admin_token: SecretStr | None = Field(default=None, description="Bearer token of /admin")
+    url: str | None = Field(default=None, description="Control plane URL the CLI talks to")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    key_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+    upstream_connect_timeout: float = Field(default=5.0, gt=0)
+    upstream_timeout: float = Field(default=600.0, gt=0, description="Whole-request read bound")
+    retry_after_seconds: int = Field(default=5, ge=1, description="Retry-After when no node")
+    usage_flush_seconds: float = Field(default=0.5, gt=0)
+    usage_batch_size: int = Field(default=2000, ge=1)
+    stripe_api_key: SecretStr | None = None
+    stripe_api_base: str | None = None
+    stripe_webhook_secret: SecretStr | None = None
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [o.strip() for o in value.split(",") if o.strip()]
+        return value
+
+    @field_validator("database_url", "redis_url", mode="after")
+    @classmethod
+    def _check_scheme(cls, value: str | None, info: object) -> str | None:
+        if value is None or value == "":
+            return None
+        allowed = {
+            "database_url": ("sqlite+aiosqlite://", "postgresql+asyncpg://", "postgresql://"),
+            "redis_url": ("redis://", "rediss://", "unix://"),
+        }[info.field_name]  # type: ignore[attr-defined]
+        if not value.startswith(allowed):
+            raise ValueError(f"must start with one of {', '.join(allowed)}")
+        return value
+
+    @property
+    def effective_database_url(self) -> str:
+        """The database to use: PostgreSQL URLs get the asyncpg driver, default is SQLite."""
+        if self.database_url is None:
+            return f"sqlite+aiosqlite:///{self.home / 'cicfleet.db'}"
+        if self.database_url.startswith("postgresql://"):
+            return "postgresql+asyncpg://" + self.database_url.removeprefix("postgresql://")
+        return self.database_url
+
+    @property
+    def is_embedded_database(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+    @property
+    def effective_url(self) -> str:
+        """Where the CLI finds the control plane."""
+        if self.url:
+            return self.url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def admin_token_file(self) -> Path:
+        """Where an embedded control plane keeps a generated admin token for the local CLI."""
+        return self.home / "admin_token"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment plus ``overrides``, turning validation errors into
+    one :class:`SettingsError` with a line per bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            name = f"CIC_{field.upper()}"
+            raw = os.environ.get(name, err.get("input"))
+            lines.append(f"{name}: {err['msg']} (got {raw!r})")
+        raise SettingsError("invalid configuration:\n  " + "\n  ".join(lines)) from None

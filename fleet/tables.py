@@ -1,0 +1,191 @@
+"""The database tables (SQLModel): the one source of truth the Alembic migrations in ``sql/``
+are checked against.
+
+Enums are stored as short strings, not database enums, so adding a state is a code change
+and never a migration that locks a table.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, Index, Integer, String, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from fleet.clock import utcnow
+from fleet.types import Money, UTCDateTime
+
+# SQLite only autoincrements an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit id.
+_BIG_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _ts(**kw: Any) -> Any:
+    return Field(default_factory=utcnow, sa_type=UTCDateTime, **kw)
+
+
+def _opt_ts(**kw: Any) -> Any:
+    return Field(default=None, sa_type=UTCDateTime, **kw)
+
+
+class TenantStatus(enum.StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    DELETED = "deleted"
+
+
+class KeyStatus(enum.StrEnum):
+    ACTIVE = "active"
+    REVOKED = "revoked"
+
+
+class NodeState(enum.StrEnum):
+    """Lifecycle of a GPU node; legal transitions are enforced by the registry."""
+
+    LAUNCHING = "launching"
+    REGISTERING = "registering"
+    READY = "ready"
+    UNHEALTHY = "unhealthy"
+    DRAINING = "draining"
+    TERMINATED = "terminated"
+
+
+class Tenant(SQLModel, table=True):
+    __tablename__ = "tenants"
+
+    id: str = Field(primary_key=True, max_length=32)
+    name: str = Field(max_length=128, sa_column_kwargs={"unique": True})
+    plan: str = Field(default="free", max_length=32)
+    status: str = Field(default=TenantStatus.ACTIVE, max_length=16)
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class Environment(SQLModel, table=True):
+    __tablename__ = "environments"
+    __table_args__ = (UniqueConstraint("tenant_id", "name", name="uq_environment_name"),)
+
+    id: str = Field(primary_key=True, max_length=32)
+    tenant_id: str = Field(foreign_key="tenants.id", index=True, max_length=32)
+    name: str = Field(max_length=64)
+    created_at: datetime = _ts()
+
+
+class ApiKey(SQLModel, table=True):
+    __tablename__ = "api_keys"
+
+    id: str = Field(primary_key=True, max_length=32)
+    tenant_id: str = Field(foreign_key="tenants.id", index=True, max_length=32)
+    environment_id: str = Field(foreign_key="environments.id", index=True, max_length=32)
+    name: str = Field(default="", max_length=128)
+    key_hash: str = Field(max_length=64, sa_column_kwargs={"unique": True})
+    prefix: str = Field(max_length=24)
+    status: str = Field(default=KeyStatus.ACTIVE, max_length=16)
+    expires_at: datetime | None = _opt_ts()
+    last_used_at: datetime | None = _opt_ts()
+    created_at: datetime = _ts()
+    revoked_at: datetime | None = _opt_ts()
+
+
+class Region(SQLModel, table=True):
+    __tablename__ = "regions"
+
+    name: str = Field(primary_key=True, max_length=64)
+    cloud: str = Field(default="local", max_length=32)
+    created_at: datetime = _ts()
+
+
+class Model(SQLModel, table=True):
+    """A served model: the name clients send in ``model``."""
+
+    __tablename__ = "models"
+
+    name: str = Field(primary_key=True, max_length=128)
+    context_length: int = Field(default=8192, ge=1)
+    default_max_tokens: int = Field(default=1024, ge=1)
+    created_at: datetime = _ts()
+
+
+class ModelPrice(SQLModel, table=True):
+    """Price per 1M tokens of a model in a region, valid from ``effective_from`` on; a price
+    change adds a row, so past requests keep the price they were served at."""
+
+    __tablename__ = "model_prices"
+    __table_args__ = (UniqueConstraint("model", "region", "effective_from", name="uq_model_price"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    model: str = Field(foreign_key="models.name", max_length=128)
+    region: str = Field(default="*", max_length=64)
+    input_per_1m: Decimal = Field(default=Decimal(0), sa_type=Money)
+    output_per_1m: Decimal = Field(default=Decimal(0), sa_type=Money)
+    effective_from: datetime = _ts()
+
+
+class Node(SQLModel, table=True):
+    """A GPU node (or a static OpenAI-compatible server) that serves one model."""
+
+    __tablename__ = "nodes"
+
+    id: str = Field(primary_key=True, max_length=32)
+    model: str = Field(index=True, max_length=128)
+    url: str | None = Field(default=None, max_length=512)
+    state: str = Field(default=NodeState.LAUNCHING, index=True, max_length=16)
+    provider: str = Field(default="static", max_length=32)
+    cluster: str | None = Field(default=None, max_length=128, sa_column_kwargs={"unique": True})
+    region: str = Field(default="local", max_length=64)
+    zone: str | None = Field(default=None, max_length=64)
+    spot: bool = False
+    gpu: str | None = Field(default=None, max_length=64)
+    price_per_hour: Decimal = Field(default=Decimal(0), sa_type=Money)
+    token_hash: str | None = Field(default=None, max_length=64)
+    agent_version: str | None = Field(default=None, max_length=32)
+    last_heartbeat_at: datetime | None = _opt_ts()
+    state_changed_at: datetime = _ts()
+    drain_deadline: datetime | None = _opt_ts()
+    last_error: str | None = Field(default=None, max_length=1024)
+    created_at: datetime = _ts()
+
+
+class UsageRecord(SQLModel, table=True):
+    """One served request as billed: written in batches, off the request path."""
+
+    __tablename__ = "usage_records"
+    __table_args__ = (Index("ix_usage_tenant_time", "tenant_id", "created_at"),)
+
+    id: int | None = Field(default=None, sa_type=_BIG_ID, primary_key=True)
+    request_id: str = Field(max_length=64, sa_column_kwargs={"unique": True})
+    tenant_id: str = Field(max_length=32)
+    environment_id: str = Field(max_length=32)
+    key_id: str = Field(max_length=32)
+    model: str = Field(max_length=128)
+    region: str = Field(default="local", max_length=64)
+    node_id: str | None = Field(default=None, max_length=32)
+    endpoint: str = Field(max_length=32)
+    stream: bool = False
+    status: int = 200
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    ttft_ms: float | None = None
+    latency_ms: float = 0.0
+    cost: Decimal = Field(default=Decimal(0), sa_type=Money)
+    created_at: datetime = _ts()
+
+
+class AuditLog(SQLModel, table=True):
+    """Who changed what through the admin API, and when."""
+
+    __tablename__ = "audit_logs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _ts(index=True)
+    actor: str = Field(max_length=64)
+    action: str = Field(max_length=64)
+    target_type: str = Field(max_length=32)
+    target_id: str = Field(max_length=128)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    request_id: str | None = Field(default=None, sa_type=String(64))
+
+
+metadata = SQLModel.metadata

@@ -1,0 +1,1 @@
+"""Alembic migrations of the cicfleet database (``cicfleet db upgrade`` runs them)."""
