@@ -1,0 +1,23 @@
+"""The ``cicfleet`` command line.
+
+``serve``, ``db`` and ``agent`` run things on this machine; every other command is a client of
+the admin API (``CIC_URL``, ``CIC_ADMIN_TOKEN``), so it works against a remote control plane.
+Each area's commands live in their own module and are registered here.
+"""
+
+from __future__ import annotations
+
+import click
+
+from api.cli.server import db, serve
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """cicfleet: OpenAI gateway and GPU fleet manager."""
+
+
+for _command in (serve, db):
+    main.add_command(_command)
+
+__all__ = ["main"]

@@ -1,0 +1,38 @@
+"""Commands that run on this machine: ``serve`` and ``db upgrade``."""
+
+from __future__ import annotations
+
+import click
+
+from api.cli.common import settings_or_exit
+
+
+@click.command()
+@click.option("--demo", is_flag=True, help="Embedded demo: local simulated GPU nodes, a demo key.")
+def serve(demo: bool) -> None:
+    """Run the control plane on CIC_HOST:CIC_PORT."""
+    import uvicorn
+
+    from api.app import create_app
+    from fleet import configure_logging
+
+    settings = settings_or_exit()
+    configure_logging(settings.log_level, settings.log_format)
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+
+
+@click.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply migrations to CIC_DATABASE_URL (run once per deploy, before the replicas start)."""
+    from fleet.db import upgrade_sync
+
+    settings = settings_or_exit()
+    upgrade_sync(settings.effective_database_url, revision)
+    click.echo(f"database at {revision}")
