@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from fleet.catalog import CatalogService
 from fleet.clock import SYSTEM_CLOCK, Clock
 from fleet.db import create_engine, session_factory, upgrade
 from fleet.logs import get_logger
+from fleet.nodes import NodeService
 from fleet.settings import Settings
 from fleet.tenancy import TenancyService
 
@@ -27,6 +29,8 @@ class Services:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     tenancy: TenancyService
+    catalog: CatalogService
+    nodes: NodeService
     exit_stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
 
@@ -52,6 +56,8 @@ async def build_services(
         engine=engine,
         sessions=sessions,
         tenancy=TenancyService(sessions, clock=clock),
+        catalog=CatalogService(sessions, clock=clock),
+        nodes=NodeService(sessions, clock=clock),
     )
     try:
         async with services.exit_stack:
