@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from fleet.catalog import CatalogService
 from fleet.clock import SYSTEM_CLOCK, Clock
 from fleet.db import create_engine, session_factory, upgrade
+from fleet.limits import AllowAll, Limiter
 from fleet.logs import get_logger
 from fleet.nodes import NodeService
 from fleet.settings import Settings
@@ -31,6 +32,7 @@ class Services:
     tenancy: TenancyService
     catalog: CatalogService
     nodes: NodeService
+    limiter: Limiter
     exit_stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
 
@@ -58,6 +60,7 @@ async def build_services(
         tenancy=TenancyService(sessions, clock=clock),
         catalog=CatalogService(sessions, clock=clock),
         nodes=NodeService(sessions, clock=clock),
+        limiter=AllowAll(),
     )
     try:
         async with services.exit_stack:

@@ -1,0 +1,55 @@
+"""The limiter interface.
+
+The gateway calls ``acquire`` once per request before it picks a node (one round trip for all
+layers) and ``release`` exactly once when the request ends, however it ends (success, error,
+client disconnect), with the tokens really used so the reservation is corrected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from fleet.keys import KeyInfo
+
+
+@dataclass(frozen=True, slots=True)
+class LimitRequest:
+    key: KeyInfo
+    model: str
+    estimated_tokens: int  # prompt estimate + max_tokens (or the model's default cap)
+
+
+@dataclass(slots=True)
+class Admission:
+    """A granted reservation; ``headers`` are OpenAI's ``x-ratelimit-*`` for the response."""
+
+    request: LimitRequest
+    lease_id: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Limiter(Protocol):
+    async def acquire(self, request: LimitRequest) -> Admission:
+        """Reserve a request, a concurrency slot and ``estimated_tokens`` on every layer, or
+        raise ``RateLimited``/``QuotaExceeded`` having reserved nothing."""
+        ...
+
+    async def release(self, admission: Admission, *, used_tokens: int) -> None:
+        """Free the concurrency slot and correct the token reservation to ``used_tokens``."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class AllowAll:
+    """A limiter that admits everything (no limits configured)."""
+
+    async def acquire(self, request: LimitRequest) -> Admission:
+        return Admission(request=request)
+
+    async def release(self, admission: Admission, *, used_tokens: int) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
