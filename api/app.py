@@ -3,6 +3,7 @@ resources are opened in the lifespan and closed after it."""
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,6 +16,7 @@ from api.errors import EXCEPTION_HANDLERS
 from api.health import health, ready
 from api.metrics import metrics
 from api.proxy import Gateway
+from api.request_id import request_id_middleware
 from fleet import Clock, Settings, build_services
 from fleet.clock import SYSTEM_CLOCK
 
@@ -32,6 +34,10 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Litestar:
         async with build_services(settings, clock=clock) as services:
             app.state.services = services
             await gateway.open(services)
+            # Everything loaded so far lives as long as the process: keep the collector from
+            # walking it again and again (measured: ~20% of the proxy's CPU per request).
+            gc.collect()
+            gc.freeze()
             try:
                 yield
             finally:
@@ -42,8 +48,10 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Litestar:
         route_handlers=[health, ready, metrics, openai_v1],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[request_id_middleware],
         cors_config=cors,
         openapi_config=OpenAPIConfig(title="cicfleet", version="0.1.0", path="/openapi"),
         request_max_body_size=settings.max_body_bytes,
         debug=False,
+        logging_config=None,  # fleet.logs configures logging; Litestar's own would replace it
     )

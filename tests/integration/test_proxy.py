@@ -239,3 +239,17 @@ async def test_missing_key_is_401(services, path: str) -> None:
     async with plane_with(services, []) as p:
         resp = await p.http.request("GET" if "models" in path else "POST", f"{p.url}{path}")
         assert resp.status == 401 and resp.headers["x-request-id"]
+
+
+async def test_request_ids_and_metrics(services) -> None:
+    config = SimulatorConfig(model=MODEL, ttft_ms=0, itl_ms=0)
+    async with start_simulator(config) as u1, plane_with(services, [u1]) as p:
+        resp = await p.http.get(f"{p.url}/health", headers={"x-request-id": "probe-1"})
+        assert resp.headers["x-request-id"] == "probe-1"
+        resp = await p.http.get(f"{p.url}/health")
+        assert len(resp.headers["x-request-id"]) == 24
+        assert (await p.chat(max_tokens=2)).status == 200
+        text = await (await p.http.get(f"{p.url}/metrics")).text()
+    assert 'cic_requests_total{endpoint="chat.completions",model="m",status="200"} 1.0' in text
+    assert 'cic_tokens_total{kind="completion",model="m"} 2.0' in text
+    assert "cic_request_seconds_bucket" in text and 'cic_in_flight{model="m"} 0.0' in text
