@@ -51,4 +51,5 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Litestar:
         openapi_config=OpenAPIConfig(title="cicfleet", version="0.1.0", path="/openapi"),
         request_max_body_size=settings.max_body_bytes,
         debug=False,
+        logging_config=None,  # ours (fleet.logs) stays in force: JSON, no per-request lines
     )
