@@ -12,16 +12,20 @@ from litestar import Litestar, asgi
 from litestar.config.cors import CORSConfig
 from litestar.openapi import OpenAPIConfig
 
+from api.admin import ADMIN_CONTROLLERS
 from api.errors import EXCEPTION_HANDLERS
 from api.health import health, ready
 from api.metrics import metrics
 from api.proxy import Gateway
 from api.request_id import request_id_middleware
 from fleet import Clock, Settings, build_services
+from fleet.admin_token import ensure_admin_token
 from fleet.clock import SYSTEM_CLOCK
 
 
 def create_app(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Litestar:
+    """Build the app; raises SettingsError at once when the admin token setup is unsafe."""
+    admin_token = ensure_admin_token(settings)
     gateway = Gateway()
 
     @asgi("/v1", is_mount=True, copy_scope=False, include_in_schema=False)
@@ -33,6 +37,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with build_services(settings, clock=clock) as services:
             app.state.services = services
+            app.state.admin_token = admin_token
             await gateway.open(services)
             # Everything loaded so far lives as long as the process: keep the collector from
             # walking it again and again (measured: ~20% of the proxy's CPU per request).
@@ -45,7 +50,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Litestar:
 
     cors = CORSConfig(allow_origins=settings.cors_origins) if settings.cors_origins else None
     return Litestar(
-        route_handlers=[health, ready, metrics, openai_v1],
+        route_handlers=[health, ready, metrics, openai_v1, *ADMIN_CONTROLLERS],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[request_id_middleware],
@@ -53,5 +58,5 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Litestar:
         openapi_config=OpenAPIConfig(title="cicfleet", version="0.1.0", path="/openapi"),
         request_max_body_size=settings.max_body_bytes,
         debug=False,
-        logging_config=None,  # fleet.logs configures logging; Litestar's own would replace it
+        logging_config=None,  # ours (fleet.logs) stays in force: JSON, no per-request lines
     )

@@ -19,18 +19,28 @@ def serve(demo: bool) -> None:
     settings = settings_or_exit()
     configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
-    # uvicorn with uvloop and httptools: measured against granian in bench/gateway_overhead.py
-    # (docs/performance.md); no access log, since requests are counted in /metrics.
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        ws="none",
-        log_config=None,
-        access_log=False,
-    )
+    demo_nodes = None
+    if demo:
+        from api.demo import start_demo
+
+        demo_nodes = start_demo(settings)
+    try:
+        # uvicorn with uvloop and httptools: measured against granian in
+        # bench/gateway_overhead.py (docs/performance.md); no access log, since requests are
+        # counted in /metrics.
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            loop="uvloop",
+            http="httptools",
+            ws="none",
+            log_config=None,
+            access_log=False,
+        )
+    finally:
+        if demo_nodes is not None:
+            demo_nodes.close()
 
 
 @click.group()

@@ -130,3 +130,61 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
     finally:
         for proc in sims:
             stop(proc)
+
+
+@dataclass
+class ControlPlane:
+    """A bare control plane process (no nodes) and the environment its CLI needs."""
+
+    url: str
+    env: dict[str, str]
+    proc: subprocess.Popen
+    log: Path
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        out = subprocess.run(
+            [str(BIN / "cicfleet"), *args], env=self.env, text=True, capture_output=True, timeout=60
+        )
+        if check and out.returncode != 0:
+            raise AssertionError(f"cicfleet {' '.join(args)} failed: {out.stderr}")
+        return out
+
+
+def start_control_plane(
+    tmp_path: Path, *args: str, extra_env: dict[str, str] | None = None
+) -> ControlPlane:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CIC_")}
+    env.update(
+        {
+            "CIC_HOME": str(tmp_path / "home"),
+            "CIC_PORT": str(port),
+            "CIC_HOST": "127.0.0.1",
+            "CIC_LOG_FORMAT": "json",
+        }
+    )
+    env.update(extra_env or {})
+    log = tmp_path / f"serve-{port}.log"
+    proc = subprocess.Popen(
+        [str(BIN / "cicfleet"), "serve", *args],
+        env=env,
+        cwd=ROOT,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    env["CIC_URL"] = url
+    try:
+        wait_http(f"{url}/health", proc=proc, timeout=30)
+    except (RuntimeError, TimeoutError) as exc:
+        stop(proc)
+        raise AssertionError(f"{exc}\n{log.read_text()[-3000:]}") from None
+    return ControlPlane(url=url, env=env, proc=proc, log=log)
+
+
+@pytest.fixture
+def control_plane(tmp_path: Path) -> Iterator[ControlPlane]:
+    cp = start_control_plane(tmp_path)
+    yield cp
+    stop(cp.proc)
