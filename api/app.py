@@ -23,6 +23,26 @@ from fleet.admin_token import ensure_admin_token
 from fleet.clock import SYSTEM_CLOCK
 
 
+class ControlPlaneApp(Litestar):
+    """Litestar, except that ``/v1/...`` goes straight to the gateway when no CORS is set.
+
+    Litestar's router and exception middleware cost ~10% of the proxy's CPU per request
+    (measured with py-spy under bench/gateway_overhead.py) for nothing the gateway uses: it
+    renders its own errors and request ids. With CORS configured, ``/v1`` takes the mounted
+    route below so Litestar's CORS handling applies.
+    """
+
+    openai_fast_path: Any = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        fast = self.openai_fast_path
+        if fast is not None and scope["type"] == "http" and scope["path"].startswith("/v1/"):
+            scope["path"] = scope["path"][3:]
+            await fast(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Litestar:
     """Build the app; raises SettingsError at once when the admin token setup is unsafe."""
     admin_token = ensure_admin_token(settings)
@@ -49,7 +69,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Litestar:
                 await gateway.close()
 
     cors = CORSConfig(allow_origins=settings.cors_origins) if settings.cors_origins else None
-    return Litestar(
+    app = ControlPlaneApp(
         route_handlers=[health, ready, metrics, openai_v1, *ADMIN_CONTROLLERS],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
@@ -60,3 +80,6 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Litestar:
         debug=False,
         logging_config=None,  # ours (fleet.logs) stays in force: JSON, no per-request lines
     )
+    if cors is None:
+        app.openai_fast_path = gateway
+    return app

@@ -13,7 +13,9 @@ ASGIApp = Any
 
 def request_id_middleware(app: ASGIApp) -> ASGIApp:
     async def middleware(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"].startswith("/v1/"):
+        # Routing has already cut the mount's prefix off "path"; "raw_path" keeps it.
+        raw = scope.get("raw_path") or scope["path"].encode()
+        if scope["type"] != "http" or raw.startswith(b"/v1/"):
             await app(scope, receive, send)
             return
         rid = None

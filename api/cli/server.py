@@ -11,33 +11,37 @@ from api.cli.common import settings_or_exit
 @click.option("--demo", is_flag=True, help="Embedded demo: local simulated GPU nodes, a demo key.")
 def serve(demo: bool) -> None:
     """Run the control plane on CIC_HOST:CIC_PORT."""
-    import uvicorn
+    from granian import Granian
+    from granian.constants import Interfaces, Loops
 
-    from api.app import create_app
     from fleet import configure_logging
 
     settings = settings_or_exit()
     configure_logging(settings.log_level, settings.log_format)
-    app = create_app(settings)
     demo_nodes = None
     if demo:
         from api.demo import start_demo
 
         demo_nodes = start_demo(settings)
     try:
-        # uvicorn with uvloop and httptools: measured against granian in
-        # bench/gateway_overhead.py (docs/performance.md); no access log, since requests are
-        # counted in /metrics.
-        uvicorn.run(
-            app,
-            host=settings.host,
+        # granian (Rust HTTP, uvloop): measured against uvicorn+httptools in
+        # bench/gateway_overhead.py, it served 1.3-1.4x the requests per second through the
+        # proxy and halved the added latency at one client (docs/performance.md). The app is
+        # built by the factory in granian's worker from the same CIC_* environment. No
+        # access log: requests are counted in /metrics.
+        Granian(
+            "api.asgi:app",
+            factory=True,
+            address=settings.host,
             port=settings.port,
-            loop="uvloop",
-            http="httptools",
-            ws="none",
-            log_config=None,
-            access_log=False,
-        )
+            interface=Interfaces.ASGI,
+            workers=1,
+            runtime_threads=1,
+            loop=Loops.uvloop,
+            websockets=False,
+            log_level=settings.log_level.lower(),  # type: ignore[arg-type]
+            log_access=False,
+        ).serve()
     finally:
         if demo_nodes is not None:
             demo_nodes.close()

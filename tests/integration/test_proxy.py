@@ -253,3 +253,18 @@ async def test_request_ids_and_metrics(services) -> None:
     assert 'cic_requests_total{endpoint="chat.completions",model="m",status="200"} 1.0' in text
     assert 'cic_tokens_total{kind="completion",model="m"} 2.0' in text
     assert "cic_request_seconds_bucket" in text and 'cic_in_flight{model="m"} 0.0' in text
+
+
+@pytest.mark.parametrize("cors", [None, "https://app.example"])
+async def test_one_request_id_and_cors_when_configured(services, cors: str | None) -> None:
+    config = SimulatorConfig(model=MODEL, ttft_ms=0, itl_ms=0)
+    overrides = {"cors_origins": [cors]} if cors else {}
+    async with start_simulator(config) as u1, plane_with(services, [u1], **overrides) as p:
+        resp = await p.http.post(
+            f"{p.url}/v1/chat/completions",
+            json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]},
+            headers={"authorization": f"Bearer {p.key}", "origin": "https://app.example"},
+        )
+        assert resp.status == 200 and len(resp.headers.getall("x-request-id")) == 1
+        allowed = resp.headers.get("access-control-allow-origin")
+        assert allowed == (cors if cors else None)
