@@ -11,7 +11,9 @@ from litestar.config.cors import CORSConfig
 from litestar.openapi import OpenAPIConfig
 
 from api.errors import EXCEPTION_HANDLERS
+from api.fleet_admin import FleetController
 from api.health import health, ready
+from api.node_api import NodeController
 from fleet import Clock, Settings, build_services
 from fleet.clock import SYSTEM_CLOCK
 
@@ -21,11 +23,13 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with build_services(settings, clock=clock) as services:
             app.state.services = services
+            if services.fleet is not None:
+                await services.fleet.start(reconcile=settings.reconcile)
             yield
 
     cors = CORSConfig(allow_origins=settings.cors_origins) if settings.cors_origins else None
     return Litestar(
-        route_handlers=[health, ready],
+        route_handlers=[health, ready, NodeController, FleetController],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         cors_config=cors,

@@ -176,6 +176,13 @@ class Router:
         """Route ``model`` with the strategy called ``name`` (the pool's ``routing``)."""
         self._strategies[model] = strategy(name, rng=self.rng)
 
+    def use(self, model: str, name: str) -> None:
+        """Like :meth:`set_strategy`, but keeps the current instance (and its rotation) when
+        the pool already routes with ``name``."""
+        current = self._strategies.get(model)
+        if current is None or current.name != name:
+            self.set_strategy(model, name)
+
     def strategy_of(self, model: str) -> RoutingStrategy:
         found = self._strategies.get(model)
         if found is None:

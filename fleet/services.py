@@ -16,6 +16,7 @@ from fleet.clock import SYSTEM_CLOCK, Clock
 from fleet.db import create_engine, session_factory, upgrade
 from fleet.limits import AllowAll, Limiter
 from fleet.logs import get_logger
+from fleet.manager import FleetManager, build_fleet
 from fleet.nodes import NodeService
 from fleet.settings import Settings
 from fleet.tenancy import TenancyService
@@ -34,6 +35,7 @@ class Services:
     nodes: NodeService
     limiter: Limiter
     exit_stack: AsyncExitStack = field(default_factory=AsyncExitStack)
+    fleet: FleetManager | None = None
 
 
 @asynccontextmanager
@@ -62,6 +64,8 @@ async def build_services(
         nodes=NodeService(sessions, clock=clock),
         limiter=AllowAll(),
     )
+    services.fleet = build_fleet(settings, sessions, clock)
+    services.exit_stack.push_async_callback(services.fleet.close)
     try:
         async with services.exit_stack:
             yield services

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import click
 
+from api.cli.fleet import agent, down, drain, launch, scale, status
 from api.cli.server import db, serve
 
 
@@ -17,7 +18,7 @@ def main() -> None:
     """cicfleet: OpenAI gateway and GPU fleet manager."""
 
 
-for _command in (serve, db):
+for _command in (serve, db, launch, scale, status, drain, down, agent):
     main.add_command(_command)
 
 __all__ = ["main"]
