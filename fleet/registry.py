@@ -470,8 +470,8 @@ class Registry:
                 if self._drained(node, now):
                     await self.transition(node.id, NodeState.TERMINATED, phase="drained")
                 continue
-            if node.state not in (NodeState.READY, NodeState.UNHEALTHY, NodeState.REGISTERING):
-                continue
+            if node.state not in (NodeState.READY, NodeState.UNHEALTHY):
+                continue  # launching/registering: the reconciler's launch timeout applies
             silent = now - (node.last_heartbeat or node.state_changed_at)
             if silent >= dead:
                 await self.transition(

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from fleet import FakeClock, NoCapacity, NodeState
 from fleet.registry import NodeView, Registry
-from fleet.routing import RoutingStrategy, Router, default_strategy, load_score, strategy
+from fleet.routing import Router, RoutingStrategy, default_strategy, load_score, strategy
 
 ALL = sorted(RoutingStrategy.registry)
 FAIR = {"least-loaded": 1, "round-robin": 1}  # exact spreads: max - min picks per node
