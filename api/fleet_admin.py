@@ -1,32 +1,20 @@
-"""Admin routes of the fleet: pools (launch, scale, down), node drain, status."""
+"""Admin routes of the fleet (``/admin/fleet``): pools (launch, scale, down), node drain and
+status, behind the same admin guard as the rest of ``/admin``."""
 
 from __future__ import annotations
 
-import hmac
+from typing import Any
 
 import msgspec
-from litestar import Controller, delete, get, patch, post
-from litestar.connection import ASGIConnection
+from litestar import Controller, Request, delete, get, patch, post
 from litestar.datastructures import State
-from litestar.handlers import BaseRouteHandler
+from litestar.params import FromPath, FromQuery, JSONBody
 
-from api.node_api import bearer
-from fleet import AuthenticationFailed, Services
-
-
-def admin_guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:  # type: ignore[type-arg]
-    """Bearer ``CIC_ADMIN_TOKEN`` (or the token an embedded control plane wrote)."""
-    services: Services = connection.app.state.services
-    settings = services.settings
-    expected = settings.admin_token.get_secret_value() if settings.admin_token else None
-    if expected is None and settings.admin_token_file.exists():
-        expected = settings.admin_token_file.read_text().strip() or None
-    token = bearer(connection)  # type: ignore[arg-type]
-    if expected is None or not hmac.compare_digest(expected.encode(), token.encode()):
-        raise AuthenticationFailed("invalid admin token")
+from api.guards import actor, admin_guard
+from api.node_api import fleet_of
 
 
-class LaunchBody(msgspec.Struct):
+class LaunchBody(msgspec.Struct, forbid_unknown_fields=True):
     model: str
     replicas: int = 1
     regions: list[str] | None = None
@@ -36,14 +24,8 @@ class LaunchBody(msgspec.Struct):
     routing: str | None = None
 
 
-class ScaleBody(msgspec.Struct):
+class ScaleBody(msgspec.Struct, forbid_unknown_fields=True):
     replicas: int
-
-
-def _pools(state: State):  # type: ignore[no-untyped-def]
-    services: Services = state.services
-    assert services.fleet is not None
-    return services.fleet.pools
 
 
 class FleetController(Controller):
@@ -52,12 +34,14 @@ class FleetController(Controller):
     tags = ["fleet"]
 
     @get("/status")
-    async def status(self, state: State, model: str | None = None) -> dict:
-        return await _pools(state).status(model)
+    async def status(self, state: State, model: FromQuery[str | None] = None) -> dict[str, Any]:
+        return await fleet_of(state).pools.status(model)
 
     @post("/pools", status_code=201)
-    async def launch(self, state: State, data: LaunchBody) -> dict:
-        return await _pools(state).launch(
+    async def launch(
+        self, request: Request[Any, Any, Any], state: State, data: JSONBody[LaunchBody]
+    ) -> dict[str, Any]:
+        return await fleet_of(state).pools.launch(
             data.model,
             replicas=data.replicas,
             regions=data.regions,
@@ -65,21 +49,33 @@ class FleetController(Controller):
             provider=data.provider,
             gpu=data.gpu,
             routing=data.routing,
-            actor="admin",
+            actor=actor(request),
         )
 
     @patch("/pools/{model:path}")
-    async def scale(self, state: State, model: str, data: ScaleBody) -> dict:
-        return await _pools(state).scale(model.lstrip("/"), data.replicas, actor="admin")
+    async def scale(
+        self,
+        request: Request[Any, Any, Any],
+        state: State,
+        model: FromPath[str],
+        data: JSONBody[ScaleBody],
+    ) -> dict[str, Any]:
+        pools = fleet_of(state).pools
+        return await pools.scale(model.lstrip("/"), data.replicas, actor=actor(request))
 
     @delete("/pools", status_code=200)
-    async def down_all(self, state: State) -> dict:
-        return {"removed": await _pools(state).down(None, actor="admin")}
+    async def down_all(self, request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
+        return {"removed": await fleet_of(state).pools.down(None, actor=actor(request))}
 
     @delete("/pools/{model:path}", status_code=200)
-    async def down(self, state: State, model: str) -> dict:
-        return {"removed": await _pools(state).down(model.lstrip("/"), actor="admin")}
+    async def down(
+        self, request: Request[Any, Any, Any], state: State, model: FromPath[str]
+    ) -> dict[str, Any]:
+        pools = fleet_of(state).pools
+        return {"removed": await pools.down(model.lstrip("/"), actor=actor(request))}
 
     @post("/nodes/{node_id:str}/drain", status_code=200)
-    async def drain(self, state: State, node_id: str) -> dict:
-        return await _pools(state).drain(node_id, actor="admin")
+    async def drain(
+        self, request: Request[Any, Any, Any], state: State, node_id: FromPath[str]
+    ) -> dict[str, Any]:
+        return await fleet_of(state).pools.drain(node_id, actor=actor(request))

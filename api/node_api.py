@@ -3,11 +3,16 @@ the bootstrap token issued for that cluster, everything else the per-node token 
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 from litestar import Controller, Request, post
 from litestar.datastructures import State
+from litestar.params import FromPath, JSONBody
 
+from api import guards
 from fleet import AuthenticationFailed, Services
+from fleet.manager import FleetManager
 from fleet.registry import Heartbeat, Registration
 
 
@@ -36,15 +41,14 @@ class NoticeBody(msgspec.Struct):
     deadline: float | None = None
 
 
-def bearer(request: Request) -> str:  # type: ignore[type-arg]
-    value = request.headers.get("authorization", "")
-    scheme, _, token = value.partition(" ")
-    if scheme.lower() != "bearer" or not token:
+def bearer(request: Request[Any, Any, Any]) -> str:
+    token = guards.bearer(request)
+    if token is None:
         raise AuthenticationFailed("missing bearer token")
-    return token.strip()
+    return token
 
 
-def _fleet(state: State):  # type: ignore[no-untyped-def]
+def fleet_of(state: State) -> FleetManager:
     services: Services = state.services
     assert services.fleet is not None
     return services.fleet
@@ -56,8 +60,10 @@ class NodeController(Controller):
     include_in_schema = False
 
     @post("/register", status_code=200)
-    async def register(self, request: Request, state: State, data: RegisterBody) -> dict:  # type: ignore[type-arg]
-        fleet = _fleet(state)
+    async def register(
+        self, request: Request[Any, Any, Any], state: State, data: JSONBody[RegisterBody]
+    ) -> dict[str, Any]:
+        fleet = fleet_of(state)
         info = Registration(
             url=data.url,
             gpu=data.gpu,
@@ -77,37 +83,41 @@ class NodeController(Controller):
     @post("/nodes/{node_id:str}/heartbeat", status_code=200)
     async def heartbeat(
         self,
-        request: Request,
+        request: Request[Any, Any, Any],
         state: State,
-        node_id: str,
-        data: HeartbeatBody,  # type: ignore[type-arg]
-    ) -> dict:
+        node_id: FromPath[str],
+        data: JSONBody[HeartbeatBody],
+    ) -> dict[str, Any]:
         beat = Heartbeat(
             data.healthy, data.running, data.waiting, data.kv_cache, data.agent_version
         )
-        node = await _fleet(state).registry.heartbeat(node_id, bearer(request), beat)
+        node = await fleet_of(state).registry.heartbeat(node_id, bearer(request), beat)
         return {"state": str(node.state)}
 
     @post("/nodes/{node_id:str}/notice", status_code=200)
     async def notice(
         self,
-        request: Request,
+        request: Request[Any, Any, Any],
         state: State,
-        node_id: str,
-        data: NoticeBody,  # type: ignore[type-arg]
-    ) -> dict:
-        registry = _fleet(state).registry
+        node_id: FromPath[str],
+        data: JSONBody[NoticeBody],
+    ) -> dict[str, Any]:
+        registry = fleet_of(state).registry
         await registry.notice(node_id, bearer(request), kind=data.kind, deadline=data.deadline)
         return {"state": str(registry.get(node_id).state)}
 
     @post("/nodes/{node_id:str}/draining", status_code=200)
-    async def draining(self, request: Request, state: State, node_id: str) -> dict:  # type: ignore[type-arg]
-        registry = _fleet(state).registry
+    async def draining(
+        self, request: Request[Any, Any, Any], state: State, node_id: FromPath[str]
+    ) -> dict[str, Any]:
+        registry = fleet_of(state).registry
         registry.authenticate(node_id, bearer(request))
         node = await registry.begin_drain(node_id, reason="agent stopping")
         return {"state": str(node.state)}
 
     @post("/nodes/{node_id:str}/deregister", status_code=200)
-    async def deregister(self, request: Request, state: State, node_id: str) -> dict:  # type: ignore[type-arg]
-        await _fleet(state).registry.deregister(node_id, bearer(request))
+    async def deregister(
+        self, request: Request[Any, Any, Any], state: State, node_id: FromPath[str]
+    ) -> dict[str, Any]:
+        await fleet_of(state).registry.deregister(node_id, bearer(request))
         return {"state": "terminated"}

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import click
 
+from api.cli.catalog import audit, models, nodes
 from api.cli.fleet import agent, down, drain, launch, scale, status
 from api.cli.server import db, serve
+from api.cli.tenancy import envs, keys, tenants
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,7 +20,9 @@ def main() -> None:
     """cicfleet: OpenAI gateway and GPU fleet manager."""
 
 
-for _command in (serve, db, launch, scale, status, drain, down, agent):
+for _command in (serve, db, tenants, envs, keys, models, nodes, audit):
+    main.add_command(_command)
+for _command in (launch, scale, status, drain, down, agent):
     main.add_command(_command)
 
 __all__ = ["main"]

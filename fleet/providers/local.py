@@ -121,7 +121,7 @@ class LocalProvider:
 
     def _spawn(self, argv: list[str], log_path: Path, env: dict[str, str]) -> dict[str, Any]:
         with log_path.open("ab") as out:
-            child = subprocess.Popen(  # noqa: S603 - argv built here, no shell
+            child = subprocess.Popen(
                 argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
             )
         self._children[child.pid] = child

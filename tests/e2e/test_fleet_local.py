@@ -20,7 +20,7 @@ from tests.conftest import free_port
 
 pytestmark = pytest.mark.e2e
 
-ADMIN = "e2e-admin-token"
+ADMIN = "e2e-admin-token-0123456789"
 BEAT = 0.3
 CICFLEET = str(Path(sys.executable).with_name("cicfleet"))
 STANDIN = Path(__file__).with_name("standin_engine.py")
@@ -63,6 +63,8 @@ class ControlPlane:
         wait_for(self._up, 30, "control plane")
 
     def _up(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"control plane exited; see {self.home / 'control.log'}")
         try:
             return self.http.get("/health").status_code == 200
         except httpx.HTTPError:
