@@ -39,7 +39,8 @@ def parse_metrics(text: str) -> EngineLoad:
         name = line[:name_end]
         if name not in _WANTED:
             continue
-        parts = line.rsplit("}", 1)[-1].split()
+        rest = line[name_end:]
+        parts = (rest.rsplit("}", 1)[-1] if rest.startswith("{") else rest).split()
         try:
             value = float(parts[0])
         except (IndexError, ValueError):
