@@ -65,7 +65,9 @@ class Fleet:
         for spec in self.provider.launches:
             if spec.cluster not in self.provider.clusters:
                 continue
-            node = next((n for n in self.registry.nodes.values() if n.cluster == spec.cluster), None)
+            node = next(
+                (n for n in self.registry.nodes.values() if n.cluster == spec.cluster), None
+            )
             if node is None or node.state not in (NodeState.LAUNCHING, NodeState.REGISTERING):
                 continue
             info = Registration(url=f"http://127.0.0.1/{spec.cluster}")
@@ -217,7 +219,8 @@ async def test_restart_never_launches_twice(sessions, clock: FakeClock) -> None:
 
 
 async def test_crash_between_intent_and_launch_reuses_the_cluster_name(
-    sessions, clock: FakeClock  # type: ignore[no-untyped-def]
+    sessions,
+    clock: FakeClock,  # type: ignore[no-untyped-def]
 ) -> None:
     provider = FakeProvider(fail_with=RuntimeError("control plane dies mid-launch"))
     first = Fleet(sessions, provider, clock)

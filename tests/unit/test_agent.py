@@ -39,7 +39,7 @@ def test_metrics_fall_back_to_the_old_kv_name() -> None:
 
 
 def test_metrics_tolerate_garbage() -> None:
-    assert parse_metrics("vllm:num_requests_running{a=\"b\"} nan-ish\nnonsense\n").running == 0
+    assert parse_metrics('vllm:num_requests_running{a="b"} nan-ish\nnonsense\n').running == 0
 
 
 @respx.mock
@@ -76,7 +76,9 @@ async def test_azure_preempt_event() -> None:
         assert await AzureWatcher().check(http, 0.0) is None
         route.respond(
             200,
-            json={"Events": [{"EventType": "Preempt", "NotBefore": "Thu, 26 Nov 2026 17:00:00 GMT"}]},
+            json={
+                "Events": [{"EventType": "Preempt", "NotBefore": "Thu, 26 Nov 2026 17:00:00 GMT"}]
+            },
         )
         notice = await AzureWatcher().check(http, 0.0)
     assert notice is not None and notice.deadline == 1795712400.0
