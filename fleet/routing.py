@@ -15,7 +15,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import random
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -210,7 +210,7 @@ class Router:
         return fresh
 
     def pick(
-        self, model: str, *, region: str | None = None, exclude: frozenset[str] = frozenset()
+        self, model: str, *, region: str | None = None, exclude: Collection[str] = ()
     ) -> NodeView:
         """The node for the next request of ``model``; raises :class:`NoCapacity` when none.
 

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     eject_after_failures: int = Field(default=3, ge=1, description="Upstream failures to eject")
     eject_seconds: float = Field(default=30.0, gt=0, description="Ejection cooldown")
     cluster_prefix: str = Field(default="cic", pattern=r"^[a-z][a-z0-9]{0,15}$")
+    region: str | None = Field(
+        default=None, description="This replica's region: routing prefers nodes there"
+    )
     local_engine_command: str | None = Field(
         default=None,
         description="Command a local node runs instead of the simulator, e.g. "
