@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.e2e
 ADMIN = "e2e-admin-token-0123456789"
 BEAT = 0.3
 CICFLEET = str(Path(sys.executable).with_name("cicfleet"))
-STANDIN = Path(__file__).with_name("standin_engine.py")
+SLOW_TOKENS = 150  # at 20 ms per token: a request of about 3 s
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
@@ -51,8 +52,8 @@ class ControlPlane:
             "CIC_RECONCILE_INTERVAL": "0.5",
             "CIC_DRAIN_TIMEOUT": "20",
             "CIC_LOG_FORMAT": "json",
-            "CIC_LOCAL_ENGINE_COMMAND": f"{sys.executable} {STANDIN} --port {{port}} "
-            "--model {model}",
+            "CIC_LOCAL_ENGINE_COMMAND": f"{sys.executable} -m agent.simulator --port {{port}} "
+            "--model {model} --ttft-ms 5 --itl-ms 20",
         }
         self.http = httpx.Client(
             base_url=self.url, headers={"authorization": f"Bearer {ADMIN}"}, timeout=10
@@ -61,6 +62,18 @@ class ControlPlane:
         log = (home / "control.log").open("ab")
         self.proc = subprocess.Popen([CICFLEET, "serve"], env=self.env, stdout=log, stderr=log)
         wait_for(self._up, 30, "control plane")
+        self.http.post("/admin/tenants/", json={"name": "acme"}).raise_for_status()
+        created = self.http.post("/admin/tenants/acme/keys", json={})
+        created.raise_for_status()
+        self.key = created.json()["key"]
+
+    def openai(self) -> Any:
+        import openai
+
+        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=self.key, max_retries=0)
+
+    def add_model(self, model: str) -> None:
+        self.http.post("/admin/models/", json={"name": model}).raise_for_status()
 
     def _up(self) -> bool:
         if self.proc.poll() is not None:
@@ -116,7 +129,14 @@ def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
         plane.stop()
 
 
+def engine_running(url: str) -> int:
+    text = httpx.get(f"{url}/metrics").text
+    line = next(x for x in text.splitlines() if x.startswith("vllm:num_requests_running"))
+    return int(float(line.rsplit(" ", 1)[1]))
+
+
 def launch(cp: ControlPlane, model: str, replicas: int = 2) -> list[dict[str, Any]]:
+    cp.add_model(model)
     pool = cp.cli("launch", model, "--replicas", str(replicas), "--spot")
     assert pool["replicas"] == replicas
     return wait_for(lambda: len(cp.ready(model)) == replicas and cp.ready(model), 30, "ready")
@@ -134,18 +154,45 @@ def test_launch_status_and_down(cp: ControlPlane) -> None:
     wait_for(lambda: not any((root / n["cluster"]).exists() for n in nodes), 20, "teardown")
 
 
-def test_killed_engine_goes_unhealthy_fast_and_is_replaced(cp: ControlPlane) -> None:
+def test_killed_engine_costs_no_request_and_is_replaced(cp: ControlPlane) -> None:
     victim, survivor = launch(cp, "m-kill")
-    engine_pid = cp.node_state(victim["cluster"])["engine"]["pid"]
-    os.kill(engine_pid, signal.SIGKILL)
-    killed_at = time.monotonic()
+    client = cp.openai()
+    results: list[str] = []
+    errors: list[Exception] = []
+    stop = threading.Event()
 
-    def victim_out() -> bool:
-        states = {n["id"]: n["state"] for n in cp.nodes("m-kill")}
-        return states.get(victim["id"]) != "ready"
+    def traffic() -> None:
+        while not stop.is_set():
+            try:
+                r = client.chat.completions.create(
+                    model="m-kill", messages=[{"role": "user", "content": "hi"}], max_tokens=3
+                )
+                results.append(r.choices[0].message.content or "")
+            except Exception as exc:
+                errors.append(exc)
 
-    wait_for(victim_out, 10, "victim out of ready")
-    assert time.monotonic() - killed_at <= 3 * BEAT + 1.0  # one poll of slack
+    threads = [threading.Thread(target=traffic) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        wait_for(lambda: len(results) >= 20, 20, "traffic flowing")
+        engine_pid = cp.node_state(victim["cluster"])["engine"]["pid"]
+        os.kill(engine_pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+
+        def victim_out() -> bool:
+            states = {n["id"]: n["state"] for n in cp.nodes("m-kill")}
+            return states.get(victim["id"]) != "ready"
+
+        wait_for(victim_out, 10, "victim out of ready")
+        assert time.monotonic() - killed_at <= 3 * BEAT + 1.0  # + one status poll of slack
+        served_after_kill = len(results)
+        wait_for(lambda: len(results) >= served_after_kill + 20, 20, "traffic after the kill")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert errors == []  # non-streamed requests retried on the survivor
     ready = wait_for(
         lambda: (
             len(cp.ready("m-kill")) == 2
@@ -158,28 +205,45 @@ def test_killed_engine_goes_unhealthy_fast_and_is_replaced(cp: ControlPlane) -> 
     assert survivor["id"] in {n["id"] for n in ready}
 
 
-def test_drain_lets_in_flight_finish_then_terminates(cp: ControlPlane) -> None:
-    node, _ = launch(cp, "m-drain")
-    slow = subprocess.Popen(  # a request already on the node when the drain starts
-        [
-            sys.executable,
-            "-c",
-            "import httpx,sys; r=httpx.post(sys.argv[1]+'/v1/chat/completions', json={'model':"
-            "'m','messages':[],'metadata':{'delay':6}}, timeout=30); print(r.status_code)",
-            node["url"],
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    wait_for(lambda: any(n["running"] for n in cp.nodes("m-drain") if n["id"] == node["id"]), 5)
+def test_drain_lets_in_flight_finish_and_takes_no_new_requests(cp: ControlPlane) -> None:
+    node, other = launch(cp, "m-drain")
+    client = cp.openai()
+    slow: list[str] = []
+
+    def slow_request() -> None:
+        r = client.chat.completions.create(
+            model="m-drain", messages=[{"role": "user", "content": "x"}], max_tokens=SLOW_TOKENS
+        )
+        slow.append(r.choices[0].finish_reason)
+
+    threads = [threading.Thread(target=slow_request) for _ in range(2)]  # one per node
+    for t in threads:
+        t.start()
+    wait_for(lambda: all(n["in_flight"] == 1 for n in cp.nodes("m-drain")), 5, "both busy")
     drained = cp.cli("drain", node["id"])
     assert drained["state"] == "draining"
-    time.sleep(3 * BEAT)
-    states = {n["id"]: n["state"] for n in cp.nodes("m-drain")}
-    assert states.get(node["id"]) == "draining"  # still finishing its request
-    assert slow.communicate(timeout=20)[0].strip() == "200"
+    medium = [
+        threading.Thread(
+            target=lambda: client.chat.completions.create(
+                model="m-drain", messages=[{"role": "user", "content": "y"}], max_tokens=50
+            )
+        )
+        for _ in range(4)
+    ]
+    for t in medium:
+        t.start()
+    time.sleep(0.5)  # the four are generating now (about 1 s each)
+    assert engine_running(node["url"]) == 1  # only the request it already had
+    assert engine_running(other["url"]) == 5
+    for t in medium:
+        t.join(30)
+    assert {n["id"]: n for n in cp.nodes("m-drain")}[node["id"]]["state"] == "draining"
+    for t in threads:
+        t.join(30)
+    assert slow == ["length", "length"]  # the drained node finished its request
     wait_for(lambda: node["id"] not in {n["id"] for n in cp.nodes("m-drain")}, 10, "terminated")
     wait_for(lambda: len(cp.ready("m-drain")) == 2, 30, "pool back to 2")
+    assert other["id"] in {n["id"] for n in cp.ready("m-drain")}
 
 
 def test_spot_notice_drains_and_replaces_before_the_node_goes(cp: ControlPlane) -> None:
