@@ -69,6 +69,29 @@ def _dt(ts: float) -> datetime:
 
 _VIEW_NAMES = {"last_heartbeat_at": "last_heartbeat"}
 
+REFRESH_SLACK = 5.0
+"""Seconds of overlap between incremental refreshes: covers clock skew between replicas and
+transactions that committed a change stamped just before the previous read."""
+
+_DB_OWNED = (
+    "state",
+    "url",
+    "cluster",
+    "region",
+    "zone",
+    "spot",
+    "gpu",
+    "phase",
+    "price_per_hour",
+    "token_hash",
+    "drain_deadline",
+    "state_changed_at",
+    "attempts",
+    "last_error",
+    "replaces",
+)
+"""Node fields the database is the authority on; the rest are this process's own."""
+
 
 @dataclass(slots=True, eq=False)
 class NodeView:
@@ -209,7 +232,10 @@ class Registry:
     unhealthy_after: int = 3
     terminate_after: int = 10
     drain_timeout: float = 300.0
+    full_refresh_seconds: float = 30.0
     nodes: dict[str, NodeView] = field(default_factory=dict)
+    _synced_at: float = 0.0
+    _full_at: float = float("-inf")
     _dirty: dict[str, NodeView] = field(default_factory=dict)
     _listeners: list[StateListener] = field(default_factory=list)
 
@@ -227,47 +253,68 @@ class Registry:
     def of_model(self, model: str) -> list[NodeView]:
         return [n for n in self.nodes.values() if n.model == model]
 
-    async def refresh(self) -> None:
+    async def refresh(self, *, full: bool = False) -> None:
         """Merge the database into memory: states and rows other replicas changed win, this
-        process's own counters (in-flight, failures, ejection) and newer heartbeats stay."""
+        process's own counters (in-flight, failures, ejection) and newer heartbeats stay.
+
+        Cheap by default: only rows whose ``state_changed_at`` moved since the last refresh
+        (every state change and every registration bumps it) are read. A full read, which also
+        brings heartbeat figures flushed by other replicas, runs every
+        ``full_refresh_seconds`` or when asked.
+        """
+        started = self.clock.now()
+        full = full or started - self._full_at >= self.full_refresh_seconds
+        table = Node.__table__
+        q = select(table)
+        if full:
+            q = q.where(table.c.state != str(NodeState.TERMINATED))
+        else:
+            q = q.where(table.c.state_changed_at >= _dt(self._synced_at - REFRESH_SLACK))
         async with self.sessions() as s:
-            rows = (
-                (await s.execute(select(Node).where(Node.state != NodeState.TERMINATED)))
-                .scalars()
-                .all()
-            )
+            rows = (await s.execute(q)).all()
         seen = set()
         for row in rows:
-            seen.add(row.id)
-            fresh = view_of(row)
-            old = self.nodes.get(row.id)
-            if old is None:
-                self.nodes[row.id] = fresh
-                self._notify(fresh, fresh.state)
+            if row.state == NodeState.TERMINATED:
+                self._forget(row.id)
                 continue
-            old_state = old.state
-            for name in ("state", "url", "cluster", "region", "zone", "spot", "gpu", "phase"):
-                setattr(old, name, getattr(fresh, name))
-            for name in ("price_per_hour", "token_hash", "drain_deadline", "state_changed_at"):
-                setattr(old, name, getattr(fresh, name))
-            old.attempts, old.last_error, old.replaces = (
-                fresh.attempts,
-                fresh.last_error,
-                (fresh.replaces),
-            )
-            if fresh.last_heartbeat and (old.last_heartbeat or 0) < fresh.last_heartbeat:
-                old.last_heartbeat = fresh.last_heartbeat
-                old.running, old.waiting, old.kv_cache = (
-                    fresh.running,
-                    fresh.waiting,
-                    (fresh.kv_cache),
-                )
-            if old.state is not old_state:
-                self._notify(old, old_state)
-        for node_id in [i for i in self.nodes if i not in seen and i not in self._dirty]:
-            gone = self.nodes.pop(node_id)
+            seen.add(row.id)
+            self._merge(view_of(row))  # type: ignore[arg-type]
+        if full:
+            for node_id in [i for i in self.nodes if i not in seen]:
+                self._forget(node_id)
+            self._full_at = started
+        self._synced_at = started
+
+    def _merge(self, fresh: NodeView) -> None:
+        old = self.nodes.get(fresh.id)
+        if old is None:
+            self.nodes[fresh.id] = fresh
+            self._notify(fresh, fresh.state)
+            return
+        old_state = old.state
+        for name in _DB_OWNED:
+            setattr(old, name, getattr(fresh, name))
+        if fresh.last_heartbeat and (old.last_heartbeat or 0) < fresh.last_heartbeat:
+            old.last_heartbeat = fresh.last_heartbeat
+            old.running, old.waiting, old.kv_cache = fresh.running, fresh.waiting, fresh.kv_cache
+        if old.state is not old_state:
+            self._notify(old, old_state)
+
+    def _forget(self, node_id: str) -> None:
+        gone = self.nodes.pop(node_id, None)
+        self._dirty.pop(node_id, None)
+        if gone is not None and gone.state is not NodeState.TERMINATED:
             old_state, gone.state = gone.state, NodeState.TERMINATED
             self._notify(gone, old_state)
+
+    async def _reload(self, node_id: str) -> None:
+        """Re-read one node (its token may have changed through another replica)."""
+        async with self.sessions() as s:
+            row = (
+                await s.execute(select(Node.__table__).where(Node.__table__.c.id == node_id))
+            ).first()
+        if row is not None and row.state != NodeState.TERMINATED:
+            self._merge(view_of(row))  # type: ignore[arg-type]
 
     # ---- state changes -------------------------------------------------------------------
 
@@ -287,8 +334,8 @@ class Registry:
             check_transition(old, new)
         now = utcnow(self.clock)
         sets: dict[str, object] = {"state": str(new), **values}
-        if old is not new:
-            sets["state_changed_at"] = now
+        if old is not new or "token_hash" in values:
+            sets["state_changed_at"] = now  # other replicas' refresh picks the change up
         if reason is not None:
             sets["last_error"] = reason[:1024]
         async with self.sessions() as s:
@@ -309,8 +356,9 @@ class Registry:
             if isinstance(value, datetime):
                 value = value.timestamp()
             setattr(node, _VIEW_NAMES.get(name, name), value)
-        if old is not new:
+        if "state_changed_at" in sets:
             node.state_changed_at = now.timestamp()
+        if old is not new:
             log.info("node state", extra={"node": node_id, "from": str(old), "to": str(new)})
             if new is NodeState.TERMINATED:
                 self._dirty.pop(node_id, None)
@@ -403,7 +451,11 @@ class Registry:
     async def heartbeat(self, node_id: str, token: str, beat: Heartbeat) -> NodeView:
         """Record a heartbeat: memory now, database at the next :meth:`flush`. Only a health
         flip (ready ⇄ unhealthy) costs a database write right away."""
-        node = self.authenticate(node_id, token)
+        try:
+            node = self.authenticate(node_id, token)
+        except AuthenticationFailed:
+            await self._reload(node_id)  # registered again through another replica?
+            node = self.authenticate(node_id, token)
         node.last_heartbeat = self.clock.now()
         node.running, node.waiting, node.kv_cache = beat.running, beat.waiting, beat.kv_cache
         node.healthy = beat.healthy

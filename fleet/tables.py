@@ -142,7 +142,7 @@ class Node(SQLModel, table=True):
     token_hash: str | None = Field(default=None, max_length=64)
     agent_version: str | None = Field(default=None, max_length=32)
     last_heartbeat_at: datetime | None = _opt_ts()
-    state_changed_at: datetime = _ts()
+    state_changed_at: datetime = _ts(index=True)  # registries refresh what changed since
     drain_deadline: datetime | None = _opt_ts()
     last_error: str | None = Field(default=None, max_length=1024)
     created_at: datetime = _ts()

@@ -40,10 +40,12 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('running', sa.Integer(), nullable=False, server_default='0'))
         batch_op.add_column(sa.Column('waiting', sa.Integer(), nullable=False, server_default='0'))
         batch_op.add_column(sa.Column('kv_cache', sa.Float(), nullable=False, server_default='0'))
+        batch_op.create_index(batch_op.f('ix_nodes_state_changed_at'), ['state_changed_at'], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table('nodes', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_nodes_state_changed_at'))
         for name in ('kv_cache', 'waiting', 'running', 'replaces', 'attempts', 'phase', 'bootstrap_hash'):
             batch_op.drop_column(name)
     op.drop_table('pools')

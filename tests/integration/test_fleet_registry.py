@@ -285,3 +285,18 @@ async def test_heartbeats_reach_the_database_in_batches(fleet: Fleet) -> None:
     async with fleet.registry.sessions() as s:
         rows = (await s.execute(select(Node.running, Node.kv_cache))).all()
     assert sorted(rows) == [(7, 0.5), (7, 0.5)]
+
+
+async def test_two_replicas_agree_through_the_database(fleet: Fleet, sessions, clock) -> None:  # type: ignore[no-untyped-def]
+    await fleet.pools.launch("m", replicas=1, actor="t")
+    await fleet.reconciler.tick()
+    other = Registry(sessions, clock=clock, heartbeat_interval=BEAT)
+    await other.refresh()
+    ((node_id, token),) = (await fleet.register_all()).items()
+    # The agent registered through replica A; its heartbeats land on replica B.
+    await other.heartbeat(node_id, token, Heartbeat(running=4))
+    assert other.get(node_id).state is NodeState.READY and other.get(node_id).running == 4
+    await fleet.registry.begin_drain(node_id, reason="operator")
+    clock.advance(1)
+    await other.refresh()  # incremental: only what changed
+    assert other.get(node_id).state is NodeState.DRAINING
