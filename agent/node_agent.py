@@ -124,7 +124,7 @@ class NodeAgent:
         load = (await self.engine_load()) if healthy else None
         load = load or EngineLoad()
         resp = await self._post(
-            f"/nodes/{self.node_id}/heartbeat",
+            f"/heartbeats/{self.node_id}",
             {
                 "healthy": healthy,
                 "running": load.running,

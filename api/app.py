@@ -16,7 +16,7 @@ from api.errors import EXCEPTION_HANDLERS
 from api.fleet_admin import FleetController
 from api.health import health, ready
 from api.metrics import metrics
-from api.node_api import NodeController
+from api.node_api import NodeController, heartbeat
 from api.proxy import Gateway
 from fleet import Clock, Settings, build_services
 from fleet.admin_token import ensure_admin_token
@@ -55,6 +55,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Litestar:
             openai_v1,
             *ADMIN_CONTROLLERS,
             NodeController,
+            heartbeat,
             FleetController,
         ],
         lifespan=[lifespan],

@@ -248,6 +248,18 @@ def test_drain_lets_in_flight_finish_and_takes_no_new_requests(cp: ControlPlane)
 
 def test_spot_notice_drains_and_replaces_before_the_node_goes(cp: ControlPlane) -> None:
     node, _ = launch(cp, "m-spot")
+    client = cp.openai()
+    busy = [  # one long request per node, so the drain has work to finish
+        threading.Thread(
+            target=lambda: client.chat.completions.create(
+                model="m-spot", messages=[{"role": "user", "content": "x"}], max_tokens=SLOW_TOKENS
+            )
+        )
+        for _ in range(2)
+    ]
+    for t in busy:
+        t.start()
+    wait_for(lambda: all(n["in_flight"] == 1 for n in cp.nodes("m-spot")), 5, "both busy")
     (cp.home / "local-nodes" / node["cluster"] / "spot-notice").write_text("20")
 
     def replacement_while_old_alive() -> bool:
@@ -257,7 +269,10 @@ def test_spot_notice_drains_and_replaces_before_the_node_goes(cp: ControlPlane) 
         return bool(old and old["state"] == "draining" and old["notice"] and fresh)
 
     wait_for(replacement_while_old_alive, 10, "replacement while draining")
+    for t in busy:
+        t.join(30)
     wait_for(lambda: len(cp.ready("m-spot")) == 2, 30, "replacement ready")
+    wait_for(lambda: node["id"] not in {n["id"] for n in cp.nodes("m-spot")}, 10, "old one gone")
 
 
 def test_registration_with_a_bad_token_is_refused(cp: ControlPlane) -> None:

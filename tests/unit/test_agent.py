@@ -122,7 +122,7 @@ async def test_registers_heartbeats_load_and_drains_on_stop() -> None:
     reg = respx.post("http://cp.test/internal/register").respond(
         200, json={"node_id": "node_1", "node_token": "nt", "heartbeat_interval": 0.5}
     )
-    beat = respx.post("http://cp.test/internal/nodes/node_1/heartbeat").respond(200, json={})
+    beat = respx.post("http://cp.test/internal/heartbeats/node_1").respond(200, json={})
     draining = respx.post("http://cp.test/internal/nodes/node_1/draining").respond(200, json={})
     dereg = respx.post("http://cp.test/internal/nodes/node_1/deregister").respond(200, json={})
     clock = FakeClock()
