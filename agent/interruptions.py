@@ -15,6 +15,7 @@ plane can drain the node and launch its replacement while the node still serves.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -131,7 +132,12 @@ def watcher(name: str, *, notice_file: Path | None = None) -> InterruptionWatche
         if notice_file is None:
             raise ValueError("the file watcher needs a notice file")
         return FileWatcher(notice_file)
-    found = {"aws": AwsWatcher, "gcp": GcpWatcher, "azure": AzureWatcher}.get(name)
+    clouds: dict[str, Callable[[], InterruptionWatcher]] = {
+        "aws": AwsWatcher,
+        "gcp": GcpWatcher,
+        "azure": AzureWatcher,
+    }
+    found = clouds.get(name)
     if found is None:
         raise ValueError(f"unknown interruption watcher {name!r}")
     return found()

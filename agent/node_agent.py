@@ -89,10 +89,11 @@ class NodeAgent:
     def _auth(self) -> dict[str, str]:
         return {"authorization": f"Bearer {self._token}"}
 
-    async def _post(self, path: str, body: dict[str, object], **kw: object) -> httpx.Response:
-        return await self.http.post(
-            f"{self.config.control_url.rstrip('/')}/internal{path}", json=body, **kw
-        )  # type: ignore[arg-type]
+    async def _post(
+        self, path: str, body: dict[str, object], *, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
+        url = f"{self.config.control_url.rstrip('/')}/internal{path}"
+        return await self.http.post(url, json=body, headers=headers)
 
     async def register(self) -> None:
         c = self.config

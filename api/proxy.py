@@ -301,7 +301,8 @@ class Gateway:
             node.in_flight += 1
             x.node = node
             try:
-                resp = await http.post(node.url + path, data=data, headers=_UPSTREAM_HEADERS)
+                url = node.url + path  # type: ignore[operator]  # routable nodes have one
+                resp = await http.post(url, data=data, headers=_UPSTREAM_HEADERS)
                 if resp.status >= 500:
                     resp.release()
                     raise _NodeFailed(f"node answered HTTP {resp.status}")

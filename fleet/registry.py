@@ -67,6 +67,8 @@ def _dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, tz=UTC)
 
 
+_NODES = Node.__table__  # type: ignore[attr-defined]
+
 _VIEW_NAMES = {"last_heartbeat_at": "last_heartbeat"}
 
 REFRESH_SLACK = 5.0
@@ -264,7 +266,7 @@ class Registry:
         """
         started = self.clock.now()
         full = full or started - self._full_at >= self.full_refresh_seconds
-        table = Node.__table__
+        table = _NODES
         q = select(table)
         if full:
             q = q.where(table.c.state != str(NodeState.TERMINATED))
@@ -310,9 +312,7 @@ class Registry:
     async def _reload(self, node_id: str) -> None:
         """Re-read one node (its token may have changed through another replica)."""
         async with self.sessions() as s:
-            row = (
-                await s.execute(select(Node.__table__).where(Node.__table__.c.id == node_id))
-            ).first()
+            row = (await s.execute(select(_NODES).where(_NODES.c.id == node_id))).first()
         if row is not None and row.state != NodeState.TERMINATED:
             self._merge(view_of(row))  # type: ignore[arg-type]
 
@@ -386,10 +386,7 @@ class Registry:
             return await self.transition(node_id, NodeState.TERMINATED, reason=reason)
         at = deadline if deadline is not None else self.clock.now() + self.drain_timeout
         return await self.transition(
-            node_id,
-            NodeState.DRAINING,
-            drain_deadline=_dt(at),
-            **({"phase": reason} if reason else {}),
+            node_id, NodeState.DRAINING, drain_deadline=_dt(at), phase=reason or node.phase
         )
 
     # ---- the node API ----------------------------------------------------------------------
