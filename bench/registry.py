@@ -263,6 +263,8 @@ def routing_bench(n: int, count: int) -> None:
                 router.pick(m)  # build candidate caches once
             print(f"  {name:<14} any region    {fmt(pick_times(router, models, count, None))}")
         router = Router(registry, rng=random.Random(1))
+        for m in models:
+            router.pick(m, region="eu")  # build candidate caches once
         print(f"  least-loaded   region=eu     {fmt(pick_times(router, models, count, 'eu'))}")
 
 
