@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -145,10 +146,19 @@ class Reconciler:
         live = [n for n in nodes if n.state in LIVE_STATES]
         missing = pool.replicas - len(live)
         if missing > 0:
-            draining = [n for n in nodes if n.state is NodeState.DRAINING and n.notice]
+            replaced = {n.replaces for n in nodes}
+            noticed = [
+                n
+                for n in nodes
+                if n.state is NodeState.DRAINING and n.notice and n.id not in replaced
+            ]
+            regions = list(pool.regions) or ["local"]
+            placed = Counter(n.region for n in live)
             for i in range(missing):
-                replaces = draining[i].id if i < len(draining) else None
-                node = await self._record_intent(pool, i, replaces=replaces)
+                region = min(regions, key=lambda r: (placed[r], regions.index(r)))
+                placed[region] += 1
+                replaces = noticed[i].id if i < len(noticed) else None
+                node = await self._record_intent(pool, region, replaces=replaces)
                 await self._launch(node)
         elif missing < 0:
             order = {NodeState.LAUNCHING: 0, NodeState.REGISTERING: 1, NodeState.UNHEALTHY: 2}
@@ -156,17 +166,17 @@ class Reconciler:
             for node in surplus[:-missing]:
                 await self.registry.begin_drain(node.id, reason="surplus")
 
-    async def _record_intent(self, pool: Pool, index: int, *, replaces: str | None) -> NodeView:
-        """Write the launch intent (with its deterministic cluster name) before any launch."""
+    async def _record_intent(self, pool: Pool, region: str, *, replaces: str | None) -> NodeView:
+        """Write the launch intent (with its deterministic cluster name) before any launch;
+        ``region`` is the pool's region with the fewest live nodes (spread, not pile up)."""
         node_id = new_id("node")
-        regions = pool.regions or ["local"]
         row = Node(
             id=node_id,
             model=pool.model,
             state=NodeState.LAUNCHING,
             provider=pool.provider,
             cluster=cluster_name(self.prefix, node_id),
-            region=regions[index % len(regions)],
+            region=region,
             spot=pool.spot,
             gpu=pool.gpu,
             phase="intent",
@@ -224,8 +234,17 @@ class Reconciler:
             )
             log.warning("launch failed", extra={"node": node.id, "kind": kind})
             return
+        place: dict[str, object] = {}  # where the provider actually put it, and its price
+        if status.region:
+            place["region"] = status.region
+        if status.zone:
+            place["zone"] = status.zone
+        if status.price_per_hour is not None:
+            place["price_per_hour"] = status.price_per_hour
         if status.state is ClusterState.UP and node.state is NodeState.LAUNCHING:
-            await self.registry.transition(node.id, NodeState.REGISTERING, phase="up")
+            await self.registry.transition(node.id, NodeState.REGISTERING, phase="up", **place)
+        elif place:
+            await self.registry.transition(node.id, node.state, **place)
 
     # ---- collect: tear down what nobody needs -----------------------------------------------
 

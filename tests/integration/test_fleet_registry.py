@@ -4,6 +4,7 @@ double and a fake clock: heartbeat deadlines, drains, notices, restarts, orphans
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import select
@@ -36,7 +37,14 @@ class FakeProvider:
         if self.fail_with is not None:
             raise self.fail_with
         status = self.clusters.setdefault(
-            spec.cluster, ClusterStatus(spec.cluster, ClusterState.UP, region=spec.region)
+            spec.cluster,
+            ClusterStatus(
+                spec.cluster,
+                ClusterState.UP,
+                region=spec.region,
+                zone=f"{spec.region}-a",
+                price_per_hour=Decimal("1.25"),
+            ),
         )
         return status
 
@@ -300,3 +308,21 @@ async def test_two_replicas_agree_through_the_database(fleet: Fleet, sessions, c
     clock.advance(1)
     await other.refresh()  # incremental: only what changed
     assert other.get(node_id).state is NodeState.DRAINING
+
+
+async def test_regions_are_filled_evenly_and_the_provider_s_place_and_price_recorded(
+    fleet: Fleet,
+) -> None:
+    await fleet.pools.launch("m", replicas=3, regions=["eu", "us"], actor="t")
+    await fleet.reconciler.tick()
+    assert sorted(s.region for s in fleet.provider.launches) == ["eu", "eu", "us"]
+    live = list(fleet.registry.nodes.values())
+    assert {(n.zone, n.price_per_hour) for n in live} == {
+        ("eu-a", Decimal("1.25")),
+        ("us-a", Decimal("1.25")),
+    }
+    us = next(n for n in live if n.region == "us")
+    fleet.provider.clusters.pop(us.cluster)  # type: ignore[arg-type]  # the us node is preempted
+    await fleet.reconciler.tick()
+    live = [n for n in fleet.registry.nodes.values() if n.state is NodeState.REGISTERING]
+    assert sorted(n.region for n in live) == ["eu", "eu", "us"]  # replaced where it was missing
