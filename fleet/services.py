@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from fleet.catalog import CatalogService
 from fleet.clock import SYSTEM_CLOCK, Clock
 from fleet.db import create_engine, session_factory, upgrade
-from fleet.limits import AllowAll, Limiter
+from fleet.limits import Limiter, LimitResolver, build_limiter
+from fleet.limits.service import LimitsService
 from fleet.logs import get_logger
 from fleet.nodes import NodeService
 from fleet.settings import Settings
@@ -33,6 +34,7 @@ class Services:
     catalog: CatalogService
     nodes: NodeService
     limiter: Limiter
+    limits: LimitsService
     exit_stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
 
@@ -52,6 +54,9 @@ async def build_services(
         await upgrade(url)
     engine = create_engine(url)
     sessions = session_factory(engine)
+    resolver = LimitResolver(
+        sessions, clock=clock, refresh_seconds=settings.limits_refresh_seconds
+    )
     services = Services(
         settings=settings,
         clock=clock,
@@ -60,10 +65,12 @@ async def build_services(
         tenancy=TenancyService(sessions, clock=clock),
         catalog=CatalogService(sessions, clock=clock),
         nodes=NodeService(sessions, clock=clock),
-        limiter=AllowAll(),
+        limiter=build_limiter(settings, resolver, clock=clock),
+        limits=LimitsService(sessions, resolver, clock=clock),
     )
     try:
         async with services.exit_stack:
             yield services
     finally:
+        await services.limiter.close()
         await engine.dispose()
