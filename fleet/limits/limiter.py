@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Sequence
+from typing import Protocol
 
 from fleet.clock import Clock
 from fleet.errors import QuotaExceeded, RateLimited
+from fleet.keys import KeyInfo
 from fleet.limits.base import Admission, LimitRequest
 from fleet.limits.counters import NEVER, Check, CounterStore, Figure, Verdict, daily_counter
 from fleet.limits.model import Kind, LayerLimits
-from fleet.limits.resolver import LimitResolver
 from fleet.logs import get_logger
 
 log = get_logger("cicfleet.limits")
@@ -98,12 +99,20 @@ def refusal(check: Check, verdict: Verdict, tokens: int) -> RateLimited:
     )
 
 
+class LayerSource(Protocol):
+    """Where the limiter learns a caller's layers (:class:`~fleet.limits.LimitResolver`)."""
+
+    async def layers(self, key: KeyInfo) -> tuple[LayerLimits, ...]: ...
+
+    async def close(self) -> None: ...
+
+
 class LayeredLimiter:
     """Four layers of limits over one counter store (Redis, in-process, or the failover)."""
 
     def __init__(
         self,
-        resolver: LimitResolver,
+        resolver: LayerSource,
         store: CounterStore,
         *,
         clock: Clock,
