@@ -11,6 +11,7 @@ from litestar.config.cors import CORSConfig
 from litestar.openapi import OpenAPIConfig
 
 from api.admin import ADMIN_CONTROLLERS
+from api.admin_limits import LIMITS_CONTROLLERS
 from api.errors import EXCEPTION_HANDLERS
 from api.health import health, ready
 from fleet import Clock, Settings, build_services
@@ -31,7 +32,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Litestar:
 
     cors = CORSConfig(allow_origins=settings.cors_origins) if settings.cors_origins else None
     return Litestar(
-        route_handlers=[health, ready, *ADMIN_CONTROLLERS],
+        route_handlers=[health, ready, *ADMIN_CONTROLLERS, *LIMITS_CONTROLLERS],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         cors_config=cors,

@@ -96,3 +96,17 @@ class LayerLimits:
     layer: Layer
     ident: str
     limits: Limits
+
+
+DEFAULT_PLANS: dict[tuple[str, Layer], LimitFigures] = {
+    ("free", Layer.TENANT): LimitFigures(
+        rpm=60, tpm=40_000, rpd=1_000, tpd=1_000_000, concurrency=4
+    ),
+    ("free", Layer.KEY): LimitFigures(rpm=60, tpm=40_000, concurrency=4),
+    ("pro", Layer.TENANT): LimitFigures(
+        rpm=1_000, tpm=1_000_000, rpd=100_000, tpd=100_000_000, concurrency=64
+    ),
+    ("enterprise", Layer.TENANT): LimitFigures(rpm=10_000, tpm=10_000_000, concurrency=512),
+}
+"""The plans while the ``plan_limits`` table is empty (a new deployment); the first
+``cicfleet plans set`` writes them to the table, where they are edited from then on."""

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from fleet.clock import Clock
 from fleet.keys import KeyInfo
-from fleet.limits.model import Layer, LayerLimits, LimitFigures, Limits
+from fleet.limits.model import DEFAULT_PLANS, Layer, LayerLimits, LimitFigures, Limits
 from fleet.logs import get_logger
 from fleet.tables import LimitOverride, PlanLimit
 
@@ -105,7 +105,8 @@ class LimitResolver:
             plans = (await s.execute(select(PlanLimit))).scalars().all()
             overrides = (await s.execute(select(LimitOverride))).scalars().all()
         self._snapshot = Snapshot(
-            plans={(p.plan, p.layer): figures_of(p) for p in plans},
+            plans={(p.plan, p.layer): figures_of(p) for p in plans}
+            or {(plan, layer.value): f for (plan, layer), f in DEFAULT_PLANS.items()},
             overrides={(o.layer, o.target_id): figures_of(o) for o in overrides},
         )
         self._cache = {}

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from fleet import audit
 from fleet.clock import Clock, utcnow
 from fleet.errors import InvalidRequest, NotFound
-from fleet.limits.model import UNLIMITED, Layer, LimitFigures, Limits
+from fleet.limits.model import DEFAULT_PLANS, UNLIMITED, Layer, LimitFigures, Limits
 from fleet.limits.resolver import LimitResolver, figures_of
 from fleet.tables import ApiKey, Environment, LimitOverride, PlanLimit, Tenant, TenantStatus
 
@@ -74,9 +74,22 @@ class LimitsService:
 
     # -- plans -----------------------------------------------------------------------------
     async def plans(self) -> list[dict[str, Any]]:
+        """Every plan's figures per layer (the built-in defaults until a plan is edited)."""
         async with self._sessions() as s:
-            rows = (await s.execute(select(PlanLimit).order_by(PlanLimit.plan))).scalars().all()
-        return [{"plan": r.plan, "layer": r.layer, **figures_of(r).as_dict()} for r in rows]
+            rows = await self._plan_rows(s)
+        return [
+            {"plan": r.plan, "layer": r.layer, **figures_of(r).as_dict()}
+            for r in sorted(rows, key=lambda r: (r.plan, r.layer))
+        ]
+
+    async def _plan_rows(self, s: AsyncSession) -> list[PlanLimit]:
+        rows = list((await s.execute(select(PlanLimit))).scalars().all())
+        if rows:
+            return rows
+        return [
+            PlanLimit(plan=plan, layer=layer.value, **figures.as_dict())
+            for (plan, layer), figures in DEFAULT_PLANS.items()
+        ]
 
     async def set_plan(
         self, plan: str, layer: Layer, changes: Mapping[str, int | None], *, actor: str
@@ -88,6 +101,9 @@ class LimitsService:
         if not plan or len(plan) > 32:
             raise InvalidRequest("plan name must be 1-32 characters", param="plan")
         async with self._sessions() as s:
+            if not (await s.execute(select(PlanLimit).limit(1))).first():
+                s.add_all(await self._plan_rows(s))  # the defaults become editable rows
+                await s.flush()
             row = await s.get(PlanLimit, (plan, layer.value))
             if row is None:
                 row = PlanLimit(plan=plan, layer=layer.value)
