@@ -47,7 +47,7 @@ async def test_overrides_per_layer_apply_to_the_key(admin: AsyncTestClient) -> N
     await admin.post("/admin/tenants", json={"name": "acme", "plan": "pro"})
     await admin.post("/admin/tenants/acme/environments", json={"name": "dev"})
     created = (await admin.post("/admin/tenants/acme/keys", json={"environment": "dev"})).json()
-    key_id, plaintext = created["id"], created["key"]
+    key_id = created["id"]
 
     assert (await admin.put("/admin/limits", json={"global": True, "rpm": 5000})).status_code == 200
     env = await admin.put(
