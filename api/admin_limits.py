@@ -15,8 +15,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from api.guards import actor, admin_guard
 from fleet import Services
-from fleet.limits import Layer
-from fleet.limits.service import FIGURES
+from fleet.limits import FIGURES, Layer
 
 _Figure = int | None | msgspec.UnsetType
 

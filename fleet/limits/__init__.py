@@ -7,8 +7,10 @@ from fleet.limits.factory import build_limiter
 from fleet.limits.limiter import LayeredLimiter
 from fleet.limits.model import UNLIMITED, Kind, Layer, LimitFigures, Limits
 from fleet.limits.resolver import LimitResolver
+from fleet.limits.service import FIGURES, LimitsService
 
 __all__ = [
+    "FIGURES",
     "UNLIMITED",
     "Admission",
     "Kind",
@@ -19,5 +21,6 @@ __all__ = [
     "LimitResolver",
     "Limiter",
     "Limits",
+    "LimitsService",
     "build_limiter",
 ]
