@@ -3,6 +3,8 @@ is set, in process otherwise (the embedded control plane)."""
 
 from __future__ import annotations
 
+from prometheus_client import CollectorRegistry
+
 from fleet.clock import Clock
 from fleet.limits.counters import CounterStore
 from fleet.limits.failover import FailoverCounterStore
@@ -13,7 +15,14 @@ from fleet.limits.resolver import LimitResolver
 from fleet.settings import Settings
 
 
-def build_limiter(settings: Settings, resolver: LimitResolver, *, clock: Clock) -> LayeredLimiter:
+def build_limiter(
+    settings: Settings,
+    resolver: LimitResolver,
+    *,
+    clock: Clock,
+    registry: CollectorRegistry | None = None,
+) -> LayeredLimiter:
+    """``registry`` receives the Redis outage counters (the one ``/metrics`` exposes)."""
     store: CounterStore
     if settings.redis_url:
         store = FailoverCounterStore(
@@ -21,6 +30,7 @@ def build_limiter(settings: Settings, resolver: LimitResolver, *, clock: Clock) 
             mode=settings.limits_on_redis_error,
             replicas=settings.replicas,
             clock=clock,
+            registry=registry,
         )
     else:
         store = MemoryCounterStore()

@@ -5,7 +5,7 @@
 balancer spreads the traffic. ``closed``: requests are refused with 503 until Redis answers.
 
 An outage is logged once when it starts and once when it ends, and counted in
-``cicfleet_limits_store_outages_total``. While down, Redis is tried again at most once per
+``cic_limits_store_outages_total``. While down, Redis is tried again at most once per
 ``retry_seconds`` (by the next request), so recovery needs nobody.
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Literal
 
-from prometheus_client import Counter
+from prometheus_client import CollectorRegistry, Counter
 from redis.exceptions import RedisError
 
 from fleet.clock import Clock
@@ -28,13 +28,23 @@ from fleet.logs import get_logger
 
 log = get_logger("cicfleet.limits")
 
-OUTAGES = Counter(
-    "cicfleet_limits_store_outages", "Times the Redis limits store became unreachable"
-)
-FALLBACK_DECISIONS = Counter(
-    "cicfleet_limits_fallback_decisions",
-    "Requests admitted or refused by in-process limits while Redis was unreachable",
-)
+
+class FailoverMetrics:
+    """The failover's counters, in the registry ``/metrics`` exposes."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.outages = Counter(
+            "cic_limits_store_outages",
+            "Times the Redis limits store became unreachable",
+            registry=registry,
+        )
+        self.fallback_decisions = Counter(
+            "cic_limits_fallback_decisions",
+            "Requests admitted or refused by in-process limits while Redis was unreachable",
+            registry=registry,
+        )
+
+
 _STORE_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 
 
@@ -47,7 +57,10 @@ class FailoverCounterStore:
         replicas: int,
         clock: Clock,
         retry_seconds: float = 1.0,
+        registry: CollectorRegistry | None = None,
     ) -> None:
+        self.registry = registry or CollectorRegistry()
+        self._metrics = FailoverMetrics(self.registry)
         self._primary = primary
         self._fallback = MemoryCounterStore()
         self._mode = mode
@@ -73,7 +86,7 @@ class FailoverCounterStore:
         self._next_try = self._clock.monotonic() + self._retry_seconds
         if not self._down:
             self._down = True
-            OUTAGES.inc()
+            self._metrics.outages.inc()
             log.warning(
                 "limits store unreachable; limits now fail %s",
                 self._mode,
@@ -109,7 +122,7 @@ class FailoverCounterStore:
                 "Rate limits cannot be checked right now; please retry shortly.",
                 retry_after=self._retry_seconds,
             )
-        FALLBACK_DECISIONS.inc()
+        self._metrics.fallback_decisions.inc()
         verdict = await self._fallback.reserve(
             self._share(checks),
             tokens=tokens,

@@ -125,6 +125,11 @@ class LayeredLimiter:
         self._held: dict[str, tuple[Check, ...]] = {}
         self._renewer: asyncio.Task[None] | None = None
 
+    @property
+    def store(self) -> CounterStore:
+        """Where the counters live (Redis with its failover, or this process)."""
+        return self._store
+
     def _now_ms(self) -> int:
         return int(self._clock.now() * 1000)
 

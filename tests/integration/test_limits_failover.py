@@ -10,7 +10,6 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
 from fleet import FakeClock, RateLimited
@@ -75,8 +74,8 @@ def own_redis() -> Iterator[RedisServer]:
     server.stop()
 
 
-def outages() -> float:
-    return REGISTRY.get_sample_value("cicfleet_limits_store_outages_total") or 0.0
+def outages(store: FailoverCounterStore) -> float:
+    return store.registry.get_sample_value("cic_limits_store_outages_total") or 0.0
 
 
 def limiter_on(server: RedisServer, clock: FakeClock, mode: str, replicas: int = 2):
@@ -107,13 +106,12 @@ async def test_fail_open_limits_per_replica_then_recovers(
     caplog.set_level(logging.WARNING, logger="cicfleet.limits")
     clock = FakeClock(START + 60)
     limiter, store = limiter_on(own_redis, clock, "open")
-    before = outages()
     try:
         held = await limiter.acquire(request())  # reserved in Redis
         own_redis.stop()
         # this replica's share of the key's 10 rpm with 2 replicas
         assert await admitted(limiter, 8) == 5
-        assert store.is_down and outages() == before + 1
+        assert store.is_down and outages(store) == 1
         down_logs = [r for r in caplog.records if "unreachable" in r.getMessage()]
         assert len(down_logs) == 1
         await limiter.release(held, used_tokens=0)  # Redis gone: dropped, never raised
@@ -122,7 +120,7 @@ async def test_fail_open_limits_per_replica_then_recovers(
         assert await admitted(limiter, 1) == 0  # not retried within the second
         clock.advance(1.0)
         assert await admitted(limiter, 12) == 10  # Redis again (restarted empty): the full 10
-        assert not store.is_down and outages() == before + 1
+        assert not store.is_down and outages(store) == 1
         assert any("reachable again" in r.getMessage() for r in caplog.records)
     finally:
         await limiter.close()
