@@ -16,7 +16,7 @@ with deadlines.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from fleet.limits.model import Kind, Layer
@@ -33,12 +33,22 @@ NEVER = -1
 
 @dataclass(frozen=True, slots=True)
 class Check:
-    """One limited figure of one layer; ``counter`` names its state in the store."""
+    """One limited figure of one layer; ``counter`` names its state in the store.
+    ``tokens``/``daily``/``leased`` are the kind's traits, computed once (the hot path reads
+    them for every check of every request)."""
 
     layer: Layer
     kind: Kind
     limit: int
     counter: str
+    tokens: bool = field(init=False, compare=False)
+    daily: bool = field(init=False, compare=False)
+    leased: bool = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tokens", self.kind.counts_tokens)
+        object.__setattr__(self, "daily", self.kind.is_daily)
+        object.__setattr__(self, "leased", self.kind is Kind.CONCURRENCY)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from fleet.clock import Clock
 from fleet.errors import QuotaExceeded, RateLimited
 from fleet.keys import KeyInfo
 from fleet.limits.base import Admission, LimitRequest
-from fleet.limits.counters import NEVER, Check, CounterStore, Figure, Verdict, daily_counter
+from fleet.limits.counters import DAY_MS, NEVER, Check, CounterStore, Figure, Verdict, daily_counter
 from fleet.limits.model import Kind, LayerLimits
 from fleet.logs import get_logger
 
@@ -123,6 +123,7 @@ class LayeredLimiter:
         self._clock = clock
         self._lease_ms = int(lease_seconds * 1000)
         self._held: dict[str, tuple[Check, ...]] = {}
+        self._checks: dict[int, tuple[tuple[LayerLimits, ...], int, tuple[Check, ...]]] = {}
         self._renewer: asyncio.Task[None] | None = None
 
     @property
@@ -136,7 +137,7 @@ class LayeredLimiter:
     async def acquire(self, request: LimitRequest) -> Admission:
         layers = await self._resolver.layers(request.key)
         now_ms = self._now_ms()
-        checks = build_checks(layers, now_ms)
+        checks = self._checks_for(layers, now_ms)
         if not checks:
             return Admission(request=request)
         tokens = max(0, request.estimated_tokens)
@@ -153,11 +154,24 @@ class LayeredLimiter:
             err = refusal(checks[verdict.rejected], verdict, tokens)
             err.headers.update(headers)
             raise err
-        leased = tuple(c for c in checks if c.kind is Kind.CONCURRENCY)
+        leased = tuple(c for c in checks if c.leased)
         if leased:
             self._held[lease] = leased
             self._ensure_renewer()
         return Admission(request=request, lease_id=lease, headers=headers, checks=checks)
+
+    def _checks_for(self, layers: tuple[LayerLimits, ...], now_ms: int) -> tuple[Check, ...]:
+        """The checks of ``layers`` today, built once per caller and day (the resolver hands
+        out one tuple per caller until limits change)."""
+        day = now_ms // DAY_MS
+        found = self._checks.get(id(layers))
+        if found is not None and found[0] is layers and found[1] == day:
+            return found[2]
+        checks = build_checks(layers, now_ms)
+        if len(self._checks) > 10_000:
+            self._checks.clear()
+        self._checks[id(layers)] = (layers, day, checks)
+        return checks
 
     async def release(self, admission: Admission, *, used_tokens: int) -> None:
         """Correct the tokens and free the slot; a second call for one admission is a no-op."""

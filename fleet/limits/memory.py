@@ -20,17 +20,16 @@ from fleet.limits.counters import (
     day_end_ms,
     drained,
 )
-from fleet.limits.model import Kind
 
 _SWEEP_MS = 60_000
 
 
-def rejection_rank(kind: Kind, retry_ms: int) -> tuple[int, int]:
+def rejection_rank(daily: bool, retry_ms: int) -> tuple[int, int]:
     """Which refusal the caller hears about: a request that can never fit, then an exhausted
     daily quota, then the rate limit that takes longest to clear."""
     if retry_ms == NEVER:
         return (2, 0)
-    return (1 if kind.is_daily else 0, retry_ms)
+    return (1 if daily else 0, retry_ms)
 
 
 class MemoryCounterStore:
@@ -58,9 +57,9 @@ class MemoryCounterStore:
         worst: tuple[int, int] = (-1, 0)
         retry_ms = 0
         for i, c in enumerate(checks):
-            cost = tokens if c.kind.counts_tokens else 1
+            cost = tokens if c.tokens else 1
             retry = 0
-            if c.kind is Kind.CONCURRENCY:
+            if c.leased:
                 held = self._leases.setdefault(c.counter, {})
                 for lid in [lid for lid, dl in held.items() if dl <= now_ms]:
                     del held[lid]
@@ -70,7 +69,7 @@ class MemoryCounterStore:
                 before.append(Figure(max(0, c.limit - n), 0))
                 after.append(Figure(max(0, c.limit - n - 1), 0))
                 new = 0
-            elif c.kind.is_daily:
+            elif c.daily:
                 count, _ = self._daily.get(c.counter, (0, end))
                 new = count + cost
                 ok = new <= c.limit
@@ -89,16 +88,16 @@ class MemoryCounterStore:
                 before.append(Figure(max(0, (cap - cur) // UNIT), ceil_div(cur, c.limit)))
                 after.append(Figure(max(0, (cap - new) // UNIT), ceil_div(new, c.limit)))
             if not ok:
-                rank = rejection_rank(c.kind, retry)
+                rank = rejection_rank(c.daily, retry)
                 if rank > worst:
                     worst, rejected, retry_ms = rank, i, retry
             writes.append((c, new))
         if rejected is not None:
             return Verdict(rejected=rejected, retry_ms=retry_ms, figures=tuple(before))
         for c, new in writes:
-            if c.kind is Kind.CONCURRENCY:
+            if c.leased:
                 self._leases[c.counter][lease] = lease_until_ms
-            elif c.kind.is_daily:
+            elif c.daily:
                 self._daily[c.counter] = (new, end)
             else:
                 self._set_rate(c, new, now_ms)
@@ -108,11 +107,11 @@ class MemoryCounterStore:
         self, checks: Sequence[Check], *, delta_tokens: int, lease: str, now_ms: int
     ) -> None:
         for c in checks:
-            if c.kind is Kind.CONCURRENCY:
+            if c.leased:
                 self._leases.get(c.counter, {}).pop(lease, None)
-            elif delta_tokens == 0 or not c.kind.counts_tokens:
+            elif delta_tokens == 0 or not c.tokens:
                 continue
-            elif c.kind.is_daily:
+            elif c.daily:
                 if c.counter in self._daily:
                     count, end = self._daily[c.counter]
                     self._daily[c.counter] = (max(0, count + delta_tokens), end)

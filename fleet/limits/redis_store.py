@@ -29,6 +29,7 @@ class RedisCounterStore:
         self._redis = redis
         self._prefix = f"{prefix}:lim:"
         self._owns = owns
+        self._encoded: dict[int, tuple[Sequence[Check], list[str], list[Any]]] = {}
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str, timeout: float = 0.5) -> RedisCounterStore:
@@ -51,10 +52,18 @@ class RedisCounterStore:
             return await self._redis.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
 
     def _keys_args(self, checks: Sequence[Check]) -> tuple[list[str], list[Any]]:
+        """Keys and per-check arguments, remembered per checks tuple (the limiter reuses one
+        tuple per caller and day, so a request mostly skips building them)."""
+        found = self._encoded.get(id(checks))
+        if found is not None and found[0] is checks:
+            return found[1], found[2]
         keys = [self._prefix + c.counter for c in checks]
         args: list[Any] = []
         for c in checks:
             args += (c.kind.value, c.limit)
+        if len(self._encoded) > 10_000:
+            self._encoded.clear()
+        self._encoded[id(checks)] = (checks, keys, args)
         return keys, args
 
     async def reserve(
