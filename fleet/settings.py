@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     limits_refresh_seconds: float = Field(
         default=5.0, ge=0, description="How soon other replicas see a changed limit"
     )
+    limits_redis_timeout: float = Field(
+        default=2.0, gt=0, description="Longest wait on Redis before limits fail open/closed"
+    )
 
     @field_validator("home", mode="after")
     @classmethod

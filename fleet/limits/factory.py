@@ -26,7 +26,11 @@ def build_limiter(
     store: CounterStore
     if settings.redis_url:
         store = FailoverCounterStore(
-            RedisCounterStore.from_url(settings.redis_url, prefix=settings.redis_prefix),
+            RedisCounterStore.from_url(
+                settings.redis_url,
+                prefix=settings.redis_prefix,
+                timeout=settings.limits_redis_timeout,
+            ),
             mode=settings.limits_on_redis_error,
             replicas=settings.replicas,
             clock=clock,

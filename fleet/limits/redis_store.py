@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import NoScriptError
 
 from fleet.limits.counters import Check, Figure, Verdict
@@ -38,17 +38,20 @@ class RedisCounterStore:
         self._encoded: dict[int, tuple[Sequence[Check], bytes, bytes]] = {}
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str, timeout: float = 0.5) -> RedisCounterStore:
-        """A store with its own connection pool; short timeouts so a dead Redis is noticed
-        quickly and the fallback takes over instead of requests hanging."""
-        redis = Redis.from_url(
+    def from_url(cls, url: str, *, prefix: str, timeout: float = 2.0) -> RedisCounterStore:
+        """A store with its own pool. A burst waits for one of its connections rather than
+        failing (a full pool is not an outage); ``timeout`` bounds a Redis that hangs, and is
+        generous because a busy event loop delays reads too, and a false outage would let
+        the fail-open limits admit on top of Redis's."""
+        pool = BlockingConnectionPool.from_url(
             url,
+            max_connections=64,
+            timeout=timeout,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             health_check_interval=0,
-            max_connections=256,
         )
-        return cls(redis, prefix=prefix, owns=True)
+        return cls(Redis(connection_pool=pool), prefix=prefix, owns=True)
 
     def _keys_args(self, checks: Sequence[Check]) -> tuple[list[str], list[Any]]:
         keys = [self._prefix + c.counter for c in checks]
@@ -149,4 +152,4 @@ class RedisCounterStore:
 
     async def close(self) -> None:
         if self._owns:
-            await self._redis.aclose()
+            await self._redis.aclose(close_connection_pool=True)
