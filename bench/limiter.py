@@ -1,12 +1,17 @@
-"""Added latency of the limiter per request, all four layers limited on all five figures (20
-checks in one EVALSHA), against the Redis on loopback; baseline in the same run: a bare Redis
-PING from the same client library (one round trip doing nothing) and the in-process store.
+"""What the limiter costs, measured against a baseline in the same run.
 
-    .venv/bin/python bench/limiter.py [--redis redis://127.0.0.1:6379/0] [-n 5000]
+1. Added latency per request, all four layers limited on all five figures (20 checks in one
+   EVALSHA), against the Redis on loopback; baselines: a bare Redis PING from the same client
+   library (one round trip doing nothing) and the in-process store. p50/p99 of ``acquire``
+   (what a request waits before it is forwarded) and ``release`` (after the response: costs
+   throughput, not latency), and acquire+release per second with 32 concurrent callers.
+2. With ``--gateway``: requests per second through a real ``cicfleet serve`` (Redis limits, a
+   simulated node) with limits off (no layer limits the key) and on (all four layers), in
+   alternating phases so both see the same machine load.
 
-Prints p50/p99 of ``acquire`` (what a request waits before it is forwarded) and ``release``
-(after the response; costs throughput, not latency), and acquire+release per second with 32
-concurrent callers. The machine is shared: compare ratios within one run.
+    .venv/bin/python bench/limiter.py [--redis URL] [-n 5000] [--gateway] [--seconds 5]
+
+The machine is shared: compare ratios within one run.
 """
 
 from __future__ import annotations
@@ -114,6 +119,9 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument("-n", type=int, default=5000)
+    parser.add_argument("--gateway", action="store_true", help="also measure through serve")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of a gateway phase")
+    parser.add_argument("--clients", type=int, default=32)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
@@ -131,6 +139,10 @@ async def main() -> None:
         f"acquire+release per s with 32 callers: redis {redis['per_s_32']:.0f}, "
         f"in-process {memory['per_s_32']:.0f}"
     )
+    if args.gateway:
+        from limiter_gateway import gateway_on_off
+
+        await gateway_on_off(args.redis, seconds=args.seconds, clients=args.clients)
 
 
 if __name__ == "__main__":

@@ -132,14 +132,16 @@ class LimitsService:
         check_figures(changes)
         async with self._sessions() as s:
             row = await s.get(LimitOverride, (target.layer.value, target.target_id))
+            stored = row is not None
             if row is None:
                 row = LimitOverride(layer=target.layer.value, target_id=target.target_id)
-                s.add(row)
             for name, value in changes.items():
                 setattr(row, name, value)
             row.updated_at = utcnow(self._clock)
-            if all(getattr(row, f) is None for f in FIGURES):
-                await s.delete(row)
+            if any(getattr(row, f) is not None for f in FIGURES):
+                s.add(row)
+            elif stored:
+                await s.delete(row)  # nothing overridden any more
             audit.record(
                 s,
                 actor=actor,

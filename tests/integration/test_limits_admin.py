@@ -79,6 +79,12 @@ async def test_overrides_per_layer_apply_to_the_key(admin: AsyncTestClient) -> N
     assert audit.count("limits.set") == 4
 
 
+async def test_clearing_a_layer_without_an_override_is_harmless(admin: AsyncTestClient) -> None:
+    resp = await admin.put("/admin/limits", json={"global": True, "rpm": None, "tpm": None})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["override"] is None
+
+
 async def test_unknown_targets_are_404(admin: AsyncTestClient) -> None:
     resp = await admin.get("/admin/limits", params={"tenant": "nobody"})
     assert resp.status_code == 404 and resp.json()["error"]["param"] == "tenant"
