@@ -120,7 +120,8 @@ async def main() -> None:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument("-n", type=int, default=5000)
     parser.add_argument("--gateway", action="store_true", help="also measure through serve")
-    parser.add_argument("--seconds", type=float, default=5.0, help="length of a gateway phase")
+    parser.add_argument("--seconds", type=float, default=2.0, help="length of a gateway phase")
+    parser.add_argument("--rounds", type=int, default=5, help="off/on phase pairs")
     parser.add_argument("--clients", type=int, default=32)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -142,7 +143,14 @@ async def main() -> None:
     if args.gateway:
         from limiter_gateway import gateway_on_off
 
-        await gateway_on_off(args.redis, seconds=args.seconds, clients=args.clients)
+        for in_process in (False, True):
+            await gateway_on_off(
+                args.redis,
+                seconds=args.seconds,
+                clients=args.clients,
+                rounds=args.rounds,
+                in_process=in_process,
+            )
 
 
 if __name__ == "__main__":

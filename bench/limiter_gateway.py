@@ -4,8 +4,9 @@ off, on, ...) so both see the same load from the other developers on this machin
 
 from __future__ import annotations
 
-import asyncio
+import json
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -14,7 +15,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import aiohttp
 import httpx
 from redis.asyncio import Redis
 
@@ -46,28 +46,55 @@ def _wait(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"{url} did not answer")
 
 
-async def _load(url: str, key: str, seconds: float, clients: int) -> float:
-    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
-    headers = {"authorization": f"Bearer {key}"}
-    done = 0
-    stop_at = time.monotonic() + seconds
-
-    async def worker(session: aiohttp.ClientSession) -> None:
-        nonlocal done
-        while time.monotonic() < stop_at:
-            async with session.post(f"{url}/v1/chat/completions", json=body) as resp:
-                await resp.read()
-                assert resp.status == 200, resp.status
-            done += 1
-
-    conn = aiohttp.TCPConnector(limit=clients)
-    async with aiohttp.ClientSession(connector=conn, headers=headers) as session:
-        started = time.monotonic()
-        await asyncio.gather(*(worker(session) for _ in range(clients)))
-        return done / (time.monotonic() - started)
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def gateway_on_off(redis_url: str, *, seconds: float, clients: int) -> None:
+def _load(
+    url: str, key: str, seconds: float, clients: int, tmp: Path, pid: int
+) -> tuple[float, float]:
+    """Requests per second from ``wrk`` (C, so the load generator takes little of the CPU),
+    and the control plane's CPU milliseconds per request: other developers' load on this
+    machine moves the first a lot and the second little."""
+    script = tmp / "load.lua"
+    body = json.dumps(
+        {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+    )
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = '{body}'\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "Bearer {key}"\n'
+    )
+    cpu = _cpu_seconds(pid)
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{clients}",
+            f"-d{max(1, round(seconds))}s",
+            "-s",
+            str(script),
+            f"{url}/v1/chat/completions",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    if "Non-2xx" in out:
+        raise RuntimeError(f"some requests failed:\n{out}")
+    cpu = _cpu_seconds(pid) - cpu
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return rate, cpu * 1000 / max(1, total)
+
+
+async def gateway_on_off(
+    redis_url: str, *, seconds: float, clients: int, rounds: int = 5, in_process: bool = False
+) -> None:
+    """``in_process``: the control plane counts in process instead of in Redis."""
     prefix = f"bench:{secrets.token_hex(4)}"
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
@@ -76,7 +103,7 @@ async def gateway_on_off(redis_url: str, *, seconds: float, clients: int) -> Non
         env.update(
             CIC_HOME=str(home),
             CIC_PORT=str(cp_port),
-            CIC_REDIS_URL=redis_url,
+            CIC_REDIS_URL="" if in_process else redis_url,
             CIC_REDIS_PREFIX=prefix,
             CIC_ADMIN_TOKEN=TOKEN,
             CIC_LOG_LEVEL="WARNING",
@@ -128,11 +155,14 @@ async def gateway_on_off(redis_url: str, *, seconds: float, clients: int) -> Non
                 for t in targets:
                     admin.put("/admin/limits", json={**t, **figures}).raise_for_status()
 
-            await _load(url, created["key"], 1.0, clients)  # warm up
+            _load(url, created["key"], 1.0, clients, home, server.pid)  # warm up
             rates: dict[str, list[float]] = {"off": [], "on": []}
-            for phase in ("off", "on") * 3:
+            cpu: dict[str, list[float]] = {"off": [], "on": []}
+            for phase in ("off", "on") * rounds:
                 limits(BIG if phase == "on" else OFF)
-                rates[phase].append(await _load(url, created["key"], seconds, clients))
+                rate, ms = _load(url, created["key"], seconds, clients, home, server.pid)
+                rates[phase].append(rate)
+                cpu[phase].append(ms)
             limits(OFF)
         finally:
             for proc in (server, node):
@@ -143,9 +173,18 @@ async def gateway_on_off(redis_url: str, *, seconds: float, clients: int) -> Non
             if keys:
                 await raw.delete(*keys)
             await raw.aclose()
-    off = sorted(rates["off"])[1]
-    on = sorted(rates["on"])[1]
-    print(f"gateway, {clients} clients, {seconds:.0f} s phases x3 each (median):")
+
+    def median(values: list[float]) -> float:
+        return sorted(values)[len(values) // 2]
+
+    off, on = median(rates["off"]), median(rates["on"])
+    cpu_off, cpu_on = median(cpu["off"]), median(cpu["on"])
+    store = "in-process" if in_process else "Redis"
+    print(f"gateway, {store} limits, {clients} clients, {seconds:.0f} s phases x{rounds} (median):")
     print(f"  limits off {off:8.0f} req/s   {[round(r) for r in rates['off']]}")
     print(f"  limits on  {on:8.0f} req/s   {[round(r) for r in rates['on']]}")
-    print(f"  on / off: {on / off:.1%}")
+    print(f"  on / off: {on / off:.1%} of the requests per second")
+    print(
+        f"  control-plane CPU per request: off {cpu_off:.3f} ms, on {cpu_on:.3f} ms "
+        f"-> CPU-bound throughput on / off {cpu_off / cpu_on:.1%}"
+    )

@@ -41,14 +41,37 @@ class Batcher:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
         self._queue: list[tuple[bytes, asyncio.Future[Any]]] = []
+        self._busy = 0
 
     async def call(self, packed: bytes) -> Any:
+        """Send at once when nothing else is on the wire (no wait for a batch to form);
+        otherwise join the batch that leaves at the end of this loop turn."""
+        if not self._busy and not self._queue:
+            self._busy += 1
+            try:
+                return await self._direct(packed)
+            finally:
+                self._busy -= 1
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if not self._queue:
             loop.call_soon(self._flush)
         self._queue.append((packed, future))
         return await future
+
+    async def _direct(self, packed: bytes) -> Any:
+        pool = self._redis.connection_pool
+        conn = await pool.get_connection()
+        try:
+            await conn.send_packed_command(packed, check_health=False)
+            return await conn.read_response()
+        except ResponseError:
+            raise
+        except BaseException:
+            await conn.disconnect()
+            raise
+        finally:
+            await pool.release(conn)
 
     def _flush(self) -> None:
         batch, self._queue = self._queue, []
@@ -58,6 +81,13 @@ class Batcher:
             task.add_done_callback(_RUNNING.discard)
 
     async def _run(self, batch: list[tuple[bytes, asyncio.Future[Any]]]) -> None:
+        self._busy += 1
+        try:
+            await self._send_batch(batch)
+        finally:
+            self._busy -= 1
+
+    async def _send_batch(self, batch: list[tuple[bytes, asyncio.Future[Any]]]) -> None:
         pool = self._redis.connection_pool
         try:
             conn = await pool.get_connection()
