@@ -53,8 +53,9 @@ class Check:
 
 @dataclass(frozen=True, slots=True)
 class Figure:
-    """A figure's state as OpenAI's headers report it."""
+    """The state of check ``index`` as OpenAI's headers report it."""
 
+    index: int
     remaining: int
     reset_ms: int
 
@@ -62,12 +63,34 @@ class Figure:
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """The answer of ``reserve``: ``rejected`` is the index of the check that refused (the one
-    to wait longest for), or ``None`` when everything was reserved. ``figures`` are per check,
-    after the reservation when admitted, as they stand when rejected."""
+    to wait longest for), or ``None`` when everything was reserved. ``requests`` and
+    ``tokens`` are the tightest request figure (rpm/rpd) and token figure (tpm/tpd): fewest
+    remaining, the outermost on a tie; after the reservation when admitted, as they stand when
+    refused. Only these two travel back from Redis, not a figure per check."""
 
     rejected: int | None
     retry_ms: int
-    figures: tuple[Figure, ...]
+    requests: Figure | None
+    tokens: Figure | None
+
+
+def tightest(
+    checks: Sequence[Check], remaining: Sequence[int], reset_ms: Sequence[int]
+) -> tuple[Figure | None, Figure | None]:
+    """The request and token figures with the fewest remaining (first on a tie)."""
+    best: list[int | None] = [None, None]
+    for i, c in enumerate(checks):
+        if c.leased:
+            continue
+        group = 1 if c.tokens else 0
+        b = best[group]
+        if b is None or remaining[i] < remaining[b]:
+            best[group] = i
+    r, t = best
+    return (
+        None if r is None else Figure(r, remaining[r], reset_ms[r]),
+        None if t is None else Figure(t, remaining[t], reset_ms[t]),
+    )
 
 
 class CounterStore(Protocol):

@@ -18,7 +18,7 @@ from fleet.clock import Clock
 from fleet.errors import QuotaExceeded, RateLimited
 from fleet.keys import KeyInfo
 from fleet.limits.base import Admission, LimitRequest
-from fleet.limits.counters import DAY_MS, NEVER, Check, CounterStore, Figure, Verdict, daily_counter
+from fleet.limits.counters import DAY_MS, NEVER, Check, CounterStore, Verdict, daily_counter
 from fleet.limits.model import Kind, LayerLimits
 from fleet.logs import get_logger
 
@@ -63,18 +63,14 @@ def format_reset(ms: int) -> str:
     return text
 
 
-def rate_headers(checks: Sequence[Check], figures: Sequence[Figure]) -> dict[str, str]:
+def rate_headers(checks: Sequence[Check], verdict: Verdict) -> dict[str, str]:
     """OpenAI's ``x-ratelimit-*`` headers of the tightest request and token figures."""
     headers: dict[str, str] = {}
-    for suffix, kinds in (("requests", (Kind.RPM, Kind.RPD)), ("tokens", (Kind.TPM, Kind.TPD))):
-        best: int | None = None
-        for i, c in enumerate(checks):
-            if c.kind in kinds and (best is None or figures[i].remaining < figures[best].remaining):
-                best = i
-        if best is not None:
-            headers[f"x-ratelimit-limit-{suffix}"] = str(checks[best].limit)
-            headers[f"x-ratelimit-remaining-{suffix}"] = str(figures[best].remaining)
-            headers[f"x-ratelimit-reset-{suffix}"] = format_reset(figures[best].reset_ms)
+    for suffix, fig in (("requests", verdict.requests), ("tokens", verdict.tokens)):
+        if fig is not None:
+            headers[f"x-ratelimit-limit-{suffix}"] = str(checks[fig.index].limit)
+            headers[f"x-ratelimit-remaining-{suffix}"] = str(fig.remaining)
+            headers[f"x-ratelimit-reset-{suffix}"] = format_reset(fig.reset_ms)
     return headers
 
 
@@ -149,7 +145,7 @@ class LayeredLimiter:
             now_ms=now_ms,
             lease_until_ms=now_ms + self._lease_ms,
         )
-        headers = rate_headers(checks, verdict.figures)
+        headers = rate_headers(checks, verdict)
         if verdict.rejected is not None:
             err = refusal(checks[verdict.rejected], verdict, tokens)
             err.headers.update(headers)

@@ -11,7 +11,8 @@
 -- ARGV[4+2i]     kind of check i: rpm | tpm | rpd | tpd | concurrency
 -- ARGV[5+2i]     limit of check i
 --
--- reserve returns {rejected (1-based index, 0 = admitted), retry_ms, remaining_1, reset_ms_1, ...}
+-- reserve returns {rejected (1-based index, 0 = admitted), retry_ms,
+--                  tightest request check (index, remaining, reset_ms), tightest token check (same)}
 
 local UNIT = 60000
 local DAY_MS = 86400000
@@ -115,11 +116,22 @@ if op == 'reserve' then
       end
     end
   end
-  local out = {rejected, retry_ms}
+  -- the tightest request figure (rpm/rpd) and token figure (tpm/tpd): fewest remaining,
+  -- the first on a tie; 0 when there is none
+  local best_r, best_t = 0, 0
   for i = 1, n do
-    out[#out + 1] = figures[i][1]
-    out[#out + 1] = figures[i][2]
+    local k = kind(i)
+    if k ~= 'concurrency' then
+      if is_tokens(k) then
+        if best_t == 0 or figures[i][1] < figures[best_t][1] then best_t = i end
+      elseif best_r == 0 or figures[i][1] < figures[best_r][1] then
+        best_r = i
+      end
+    end
   end
+  local out = {rejected, retry_ms, best_r, 0, 0, best_t, 0, 0}
+  if best_r > 0 then out[4], out[5] = figures[best_r][1], figures[best_r][2] end
+  if best_t > 0 then out[7], out[8] = figures[best_t][1], figures[best_t][2] end
   return out
 elseif op == 'settle' then
   for i = 1, n do

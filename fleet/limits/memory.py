@@ -14,11 +14,11 @@ from fleet.limits.counters import (
     NEVER,
     UNIT,
     Check,
-    Figure,
     Verdict,
     ceil_div,
     day_end_ms,
     drained,
+    tightest,
 )
 
 _SWEEP_MS = 60_000
@@ -50,8 +50,10 @@ class MemoryCounterStore:
     ) -> Verdict:
         self._sweep(now_ms)
         end = day_end_ms(now_ms)
-        before: list[Figure] = []
-        after: list[Figure] = []
+        rem_before: list[int] = []
+        rem_after: list[int] = []
+        resets_before: list[int] = []
+        resets_after: list[int] = []
         writes: list[tuple[Check, int]] = []
         rejected: int | None = None
         worst: tuple[int, int] = (-1, 0)
@@ -66,8 +68,10 @@ class MemoryCounterStore:
                 n = len(held)
                 ok = n < c.limit
                 retry = 0 if ok else CONCURRENCY_RETRY_MS
-                before.append(Figure(max(0, c.limit - n), 0))
-                after.append(Figure(max(0, c.limit - n - 1), 0))
+                rem_before.append(max(0, c.limit - n))
+                rem_after.append(max(0, c.limit - n - 1))
+                resets_before.append(0)
+                resets_after.append(0)
                 new = 0
             elif c.daily:
                 count, _ = self._daily.get(c.counter, (0, end))
@@ -75,8 +79,10 @@ class MemoryCounterStore:
                 ok = new <= c.limit
                 if not ok:
                     retry = NEVER if cost > c.limit else end - now_ms
-                before.append(Figure(max(0, c.limit - count), end - now_ms))
-                after.append(Figure(max(0, c.limit - new), end - now_ms))
+                rem_before.append(max(0, c.limit - count))
+                rem_after.append(max(0, c.limit - new))
+                resets_before.append(end - now_ms)
+                resets_after.append(end - now_ms)
             else:
                 level, last, _ = self._rates.get(c.counter, (0, now_ms, now_ms))
                 cur = drained(level, last, c.limit, now_ms)
@@ -85,15 +91,18 @@ class MemoryCounterStore:
                 ok = new <= cap
                 if not ok:
                     retry = NEVER if cost * UNIT > cap else ceil_div(new - cap, c.limit)
-                before.append(Figure(max(0, (cap - cur) // UNIT), ceil_div(cur, c.limit)))
-                after.append(Figure(max(0, (cap - new) // UNIT), ceil_div(new, c.limit)))
+                rem_before.append(max(0, (cap - cur) // UNIT))
+                rem_after.append(max(0, (cap - new) // UNIT))
+                resets_before.append(ceil_div(cur, c.limit))
+                resets_after.append(ceil_div(new, c.limit))
             if not ok:
                 rank = rejection_rank(c.daily, retry)
                 if rank > worst:
                     worst, rejected, retry_ms = rank, i, retry
             writes.append((c, new))
         if rejected is not None:
-            return Verdict(rejected=rejected, retry_ms=retry_ms, figures=tuple(before))
+            requests, tokens_fig = tightest(checks, rem_before, resets_before)
+            return Verdict(rejected, retry_ms, requests, tokens_fig)
         for c, new in writes:
             if c.leased:
                 self._leases[c.counter][lease] = lease_until_ms
@@ -101,7 +110,8 @@ class MemoryCounterStore:
                 self._daily[c.counter] = (new, end)
             else:
                 self._set_rate(c, new, now_ms)
-        return Verdict(rejected=None, retry_ms=0, figures=tuple(after))
+        requests, tokens_fig = tightest(checks, rem_after, resets_after)
+        return Verdict(None, 0, requests, tokens_fig)
 
     async def settle(
         self, checks: Sequence[Check], *, delta_tokens: int, lease: str, now_ms: int

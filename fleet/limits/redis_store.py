@@ -197,10 +197,12 @@ class RedisCounterStore:
         lease_until_ms: int,
     ) -> Verdict:
         out = await self._send(checks, ("reserve", now_ms, tokens, lease, lease_until_ms))
-        figures = tuple(Figure(int(out[i]), int(out[i + 1])) for i in range(2, len(out), 2))
-        rejected = int(out[0])
+        rejected, retry_ms, ri, rr, rt, ti, tr, tt = out
         return Verdict(
-            rejected=rejected - 1 if rejected else None, retry_ms=int(out[1]), figures=figures
+            rejected - 1 if rejected else None,
+            retry_ms,
+            Figure(ri - 1, rr, rt) if ri else None,
+            Figure(ti - 1, tr, tt) if ti else None,
         )
 
     async def settle(
