@@ -38,8 +38,8 @@ class FigureType(click.ParamType):
             number = int(text)
         except ValueError:
             self.fail(f"{value!r} is not a count, 'unlimited' or 'inherit'", param, ctx)
-        if number < 0:
-            self.fail("must be >= 0 (or 'unlimited')", param, ctx)
+        if number < 1:
+            self.fail("must be >= 1 (or 'unlimited')", param, ctx)
         return number
 
 

@@ -101,9 +101,9 @@ def keys() -> None:
 @click.option("--env", "environment", default="prod", show_default=True)
 @click.option("--name", default="")
 @click.option("--expires-in-days", type=click.IntRange(min=1), default=None)
-@click.option("--rpm", type=click.IntRange(min=0), help="This key's requests per minute.")
-@click.option("--tpm", type=click.IntRange(min=0), help="This key's tokens per minute.")
-@click.option("--concurrency", type=click.IntRange(min=0), help="This key's concurrent requests.")
+@click.option("--rpm", type=click.IntRange(min=1), help="This key's requests per minute.")
+@click.option("--tpm", type=click.IntRange(min=1), help="This key's tokens per minute.")
+@click.option("--concurrency", type=click.IntRange(min=1), help="This key's concurrent requests.")
 @json_option
 def keys_create(
     tenant: str,

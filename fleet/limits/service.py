@@ -50,13 +50,21 @@ class LayerView:
         }
 
 
+_MAX = {"concurrency": 2**31 - 1}
+_MAX_COUNT = 10**15
+
+
 def check_figures(changes: Mapping[str, int | None]) -> None:
     for name, value in changes.items():
         if name not in FIGURES:
             raise InvalidRequest(f"unknown limit {name!r}", param=name)
-        if value is not None and value < 0 and value != UNLIMITED:
+        if value is None or value == UNLIMITED:
+            continue
+        top = _MAX.get(name, _MAX_COUNT)
+        if not 1 <= value <= top:  # to stop a tenant altogether, suspend it
             raise InvalidRequest(
-                f"{name} must be a count >= 0, or {UNLIMITED} for no limit", param=name
+                f"{name} must be a count from 1 to {top}, or {UNLIMITED} for no limit",
+                param=name,
             )
 
 

@@ -41,6 +41,10 @@ async def test_plans_are_seeded_and_editable(admin: AsyncTestClient) -> None:
     assert resp.json()["rpm"] == 120 and resp.json()["tpd"] is None
     bad = await admin.put("/admin/plans/free", json={"rpm": -5})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "rpm"
+    zero = await admin.put("/admin/limits", json={"global": True, "rpm": 0})
+    assert zero.status_code == 400 and zero.json()["error"]["param"] == "rpm"
+    huge = await admin.put("/admin/plans/free", json={"concurrency": 2**40})
+    assert huge.status_code == 400 and huge.json()["error"]["param"] == "concurrency"
 
 
 async def test_overrides_per_layer_apply_to_the_key(admin: AsyncTestClient) -> None:
