@@ -19,6 +19,7 @@ from fleet.db import create_engine, session_factory, upgrade
 from fleet.limits import Limiter, LimitResolver, build_limiter
 from fleet.limits.service import LimitsService
 from fleet.logs import get_logger
+from fleet.manager import FleetManager, build_fleet
 from fleet.metrics import GatewayMetrics
 from fleet.nodes import NodeService
 from fleet.pool import NodePool
@@ -47,6 +48,7 @@ class Services:
     metrics: GatewayMetrics
     redis: Any | None = None  # redis.asyncio.Redis when CIC_REDIS_URL is set
     exit_stack: AsyncExitStack = field(default_factory=AsyncExitStack)
+    fleet: FleetManager | None = None
 
 
 @asynccontextmanager
@@ -74,7 +76,8 @@ async def build_services(
         redis = Redis.from_url(settings.redis_url)
     tenancy = TenancyService(sessions, clock=clock)
     nodes = NodeService(sessions, clock=clock)
-    pool = NodePool(sessions)
+    fleet = build_fleet(settings, sessions, clock)
+    pool = NodePool(fleet.registry, fleet.router, region=settings.region)
     nodes.changed.connect(pool.refresh_soon)
     usage = UsageRecorder(
         engine,
@@ -103,6 +106,8 @@ async def build_services(
         metrics=metrics,
         redis=redis,
     )
+    services.fleet = fleet
+    services.exit_stack.push_async_callback(fleet.close)
     try:
         async with services.exit_stack as stack:
             if redis is not None:
