@@ -16,7 +16,8 @@ from fleet.auth import KeyAuth, invalidation_channel
 from fleet.catalog import CatalogService
 from fleet.clock import SYSTEM_CLOCK, Clock
 from fleet.db import create_engine, session_factory, upgrade
-from fleet.limits import AllowAll, Limiter
+from fleet.limits import Limiter, LimitResolver, build_limiter
+from fleet.limits.service import LimitsService
 from fleet.logs import get_logger
 from fleet.manager import FleetManager, build_fleet
 from fleet.metrics import GatewayMetrics
@@ -40,6 +41,7 @@ class Services:
     catalog: CatalogService
     nodes: NodeService
     limiter: Limiter
+    limits: LimitsService
     auth: KeyAuth
     pool: NodePool
     usage: UsageSink
@@ -65,6 +67,8 @@ async def build_services(
         await upgrade(url)
     engine = create_engine(url)
     sessions = session_factory(engine)
+    resolver = LimitResolver(sessions, clock=clock, refresh_seconds=settings.limits_refresh_seconds)
+    metrics = GatewayMetrics()
     redis = None
     if settings.redis_url:
         from redis.asyncio import Redis
@@ -88,7 +92,8 @@ async def build_services(
         tenancy=tenancy,
         catalog=CatalogService(sessions, clock=clock),
         nodes=nodes,
-        limiter=AllowAll(),
+        limiter=build_limiter(settings, resolver, clock=clock, registry=metrics.registry),
+        limits=LimitsService(sessions, resolver, clock=clock),
         auth=KeyAuth(
             tenancy,
             clock=clock,
@@ -98,7 +103,7 @@ async def build_services(
         ),
         pool=pool,
         usage=usage,
-        metrics=GatewayMetrics(),
+        metrics=metrics,
         redis=redis,
     )
     services.fleet = fleet
@@ -115,4 +120,5 @@ async def build_services(
             stack.push_async_callback(services.auth.close)
             yield services
     finally:
+        await services.limiter.close()
         await engine.dispose()
