@@ -13,9 +13,12 @@ from litestar.config.cors import CORSConfig
 from litestar.openapi import OpenAPIConfig
 
 from api.admin import ADMIN_CONTROLLERS
+from api.admin_limits import LIMITS_CONTROLLERS
 from api.errors import EXCEPTION_HANDLERS
+from api.fleet_admin import FleetController
 from api.health import health, ready
 from api.metrics import metrics
+from api.node_api import NodeController, heartbeat
 from api.proxy import Gateway
 from api.request_id import request_id_middleware
 from fleet import Clock, Settings, build_services
@@ -59,6 +62,8 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Litestar:
             app.state.services = services
             app.state.admin_token = admin_token
             await gateway.open(services)
+            if services.fleet is not None:
+                await services.fleet.start(reconcile=settings.reconcile)
             # Everything loaded so far lives as long as the process: keep the collector from
             # walking it again and again (measured: ~20% of the proxy's CPU per request).
             gc.collect()
@@ -70,7 +75,17 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Litestar:
 
     cors = CORSConfig(allow_origins=settings.cors_origins) if settings.cors_origins else None
     app = ControlPlaneApp(
-        route_handlers=[health, ready, metrics, openai_v1, *ADMIN_CONTROLLERS],
+        route_handlers=[
+            health,
+            ready,
+            metrics,
+            openai_v1,
+            *ADMIN_CONTROLLERS,
+            NodeController,
+            heartbeat,
+            FleetController,
+            *LIMITS_CONTROLLERS,
+        ],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[request_id_middleware],

@@ -9,6 +9,7 @@ place and the official ``openai`` client raises the exception OpenAI itself woul
     ├── InvalidRequest (400)     the caller must change the request
     │   ├── BodyTooLarge (413)
     │   └── Conflict (409)       admin: the thing already exists
+    │       └── IllegalTransition  a node state change the registry's table forbids
     ├── AuthenticationFailed (401)
     ├── PermissionDenied (403)
     │   └── TenantSuspended
@@ -17,6 +18,7 @@ place and the official ``openai`` client raises the exception OpenAI itself woul
     ├── RateLimited (429)        retry after ``retry_after`` seconds
     │   └── QuotaExceeded        daily quota or credit gone: retrying soon will not help
     ├── NoCapacity (503)         no node serves the model right now; retry later
+    │   └── LimitsUnavailable    Redis is down and limits fail closed
     └── UpstreamError (502)      a GPU node failed
         └── UpstreamTimeout (504)
 """
@@ -70,6 +72,12 @@ class Conflict(InvalidRequest):
 
     status = 409
     code = "conflict"
+
+
+class IllegalTransition(Conflict):
+    """Raised when a node state change is not in the registry's transition table."""
+
+    code = "illegal_transition"
 
 
 class AuthenticationFailed(CicError):
@@ -139,6 +147,12 @@ class NoCapacity(CicError):
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
         self.retry_after = retry_after
         self.headers.setdefault("retry-after", str(max(1, round(retry_after + 0.499))))
+
+
+class LimitsUnavailable(NoCapacity):
+    """Raised when the limits store is down and ``CIC_LIMITS_ON_REDIS_ERROR=closed``."""
+
+    code = "limits_unavailable"
 
 
 class UpstreamError(CicError):

@@ -16,8 +16,10 @@ from fleet.auth import KeyAuth, invalidation_channel
 from fleet.catalog import CatalogService
 from fleet.clock import SYSTEM_CLOCK, Clock
 from fleet.db import create_engine, session_factory, upgrade
-from fleet.limits import AllowAll, Limiter
+from fleet.limits import Limiter, LimitResolver, build_limiter
+from fleet.limits.service import LimitsService
 from fleet.logs import get_logger
+from fleet.manager import FleetManager, build_fleet
 from fleet.metrics import GatewayMetrics
 from fleet.nodes import NodeService
 from fleet.pool import NodePool
@@ -39,12 +41,14 @@ class Services:
     catalog: CatalogService
     nodes: NodeService
     limiter: Limiter
+    limits: LimitsService
     auth: KeyAuth
     pool: NodePool
     usage: UsageSink
     metrics: GatewayMetrics
     redis: Any | None = None  # redis.asyncio.Redis when CIC_REDIS_URL is set
     exit_stack: AsyncExitStack = field(default_factory=AsyncExitStack)
+    fleet: FleetManager | None = None
 
 
 @asynccontextmanager
@@ -63,6 +67,8 @@ async def build_services(
         await upgrade(url)
     engine = create_engine(url)
     sessions = session_factory(engine)
+    resolver = LimitResolver(sessions, clock=clock, refresh_seconds=settings.limits_refresh_seconds)
+    metrics = GatewayMetrics()
     redis = None
     if settings.redis_url:
         from redis.asyncio import Redis
@@ -70,7 +76,8 @@ async def build_services(
         redis = Redis.from_url(settings.redis_url)
     tenancy = TenancyService(sessions, clock=clock)
     nodes = NodeService(sessions, clock=clock)
-    pool = NodePool(sessions)
+    fleet = build_fleet(settings, sessions, clock)
+    pool = NodePool(fleet.registry, fleet.router, region=settings.region)
     nodes.changed.connect(pool.refresh_soon)
     usage = UsageRecorder(
         engine,
@@ -85,7 +92,8 @@ async def build_services(
         tenancy=tenancy,
         catalog=CatalogService(sessions, clock=clock),
         nodes=nodes,
-        limiter=AllowAll(),
+        limiter=build_limiter(settings, resolver, clock=clock, registry=metrics.registry),
+        limits=LimitsService(sessions, resolver, clock=clock),
         auth=KeyAuth(
             tenancy,
             clock=clock,
@@ -95,9 +103,11 @@ async def build_services(
         ),
         pool=pool,
         usage=usage,
-        metrics=GatewayMetrics(),
+        metrics=metrics,
         redis=redis,
     )
+    services.fleet = fleet
+    services.exit_stack.push_async_callback(fleet.close)
     try:
         async with services.exit_stack as stack:
             if redis is not None:
@@ -110,4 +120,5 @@ async def build_services(
             stack.push_async_callback(services.auth.close)
             yield services
     finally:
+        await services.limiter.close()
         await engine.dispose()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import sys
+
 import click
 
 from api.cli.common import settings_or_exit
@@ -23,6 +26,9 @@ def serve(demo: bool) -> None:
         from api.demo import start_demo
 
         demo_nodes = start_demo(settings)
+        # uvicorn re-raises SIGTERM after its graceful shutdown; with the default handler that
+        # kills the process before `finally`, so the demo's nodes would outlive it.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         # granian (Rust HTTP, uvloop): measured against uvicorn+httptools in
         # bench/gateway_overhead.py, it served 1.3-1.4x the requests per second through the
