@@ -154,7 +154,15 @@ async def seed(env: dict[str, str], node_url: str) -> str:
     settings = load_settings(home=env["CIC_HOME"], database_url=env["CIC_DATABASE_URL"])
     async with build_services(settings, migrate=True) as svc:
         await svc.catalog.create_model(MODEL, context_length=8192, actor="bench")
-        await svc.tenancy.create_tenant("bench", actor="bench")
+        await svc.tenancy.create_tenant("bench", plan="pro", actor="bench")
+        # Limits stay on (the limiter does its real work per request) but far above the load.
+        target = await svc.limits.target(tenant="bench")
+        huge = 10**9
+        await svc.limits.set_override(
+            target,
+            {"rpm": huge, "tpm": huge, "rpd": huge, "tpd": huge, "concurrency": 100_000},
+            actor="bench",
+        )
         _, key = await svc.tenancy.create_key("bench", actor="bench")
         await svc.nodes.add_static(MODEL, node_url, actor="bench")
     return key
