@@ -17,17 +17,22 @@ def serve(demo: bool) -> None:
     from granian import Granian
     from granian.constants import Interfaces, Loops
 
-    from fleet import configure_logging
+    from fleet import SettingsError, configure_logging
+    from fleet.admin_token import ensure_admin_token
 
     settings = settings_or_exit()
     configure_logging(settings.log_level, settings.log_format)
+    try:
+        ensure_admin_token(settings)  # fail here with one line, not inside the server worker
+    except SettingsError as exc:
+        raise click.ClickException(exc.message) from None
     demo_nodes = None
     if demo:
         from api.demo import start_demo
 
         demo_nodes = start_demo(settings)
-        # uvicorn re-raises SIGTERM after its graceful shutdown; with the default handler that
-        # kills the process before `finally`, so the demo's nodes would outlive it.
+        # A SIGTERM must end in `finally` below (not kill the process outright), or the
+        # demo's local nodes would outlive it.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         # granian (Rust HTTP, uvloop): measured against uvicorn+httptools in
