@@ -46,6 +46,22 @@ class Settings(BaseSettings):
     stripe_api_key: SecretStr | None = None
     stripe_api_base: str | None = None
     stripe_webhook_secret: SecretStr | None = None
+    skypilot_api_server: str | None = Field(
+        default=None, description="SkyPilot API server the skypilot provider talks to"
+    )
+    skypilot_tasks_dir: Path | None = Field(
+        default=None, description="Directory of per-region SkyPilot task YAMLs (tasks/ default)"
+    )
+    leader_lock_id: int = Field(
+        default=0x0C1CF1EE7, description="PostgreSQL advisory lock key of the leader election"
+    )
+    leader_retry_seconds: float = Field(default=1.0, gt=0, le=60)
+    queue_wait_seconds: float = Field(
+        default=120.0, ge=0, description="How long a request waits for a pool's first node"
+    )
+    queue_wait_max: int = Field(
+        default=256, ge=0, description="Requests that may wait at once for a pool's first node"
+    )
 
     @field_validator("home", mode="after")
     @classmethod
