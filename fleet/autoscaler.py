@@ -121,7 +121,7 @@ class ScalingDecision:
         return sum(p.count for p in self.placements if p.spot is spot)
 
 
-# -- policies ------------------------------------------------------------------------------------
+# -- policies ----
 
 
 class ScalingPolicy:
@@ -194,7 +194,7 @@ class FixedPolicy(ScalingPolicy, name="fixed"):
         return snapshot.config.min_replicas
 
 
-# -- the per-pool autoscaler ------------------------------------------------------------------------
+# -- the per-pool autoscaler ----
 
 
 class PoolAutoscaler:
@@ -330,7 +330,7 @@ class PoolAutoscaler:
         self, snapshot: PoolSnapshot, now: float, *, count: int, spot: bool
     ) -> Counter[str]:
         """Keep nodes where they are (up to ``count``, dropping the worst zones first), then
-        add new ones one at a time to the zone with the lowest cost × (1 + nodes there), so
+        add new ones one at a time to the zone with the lowest cost * (1 + nodes there), so
         a pool spreads over zones instead of piling into the cheapest one."""
         zones = list(self.config.zones)
         known = {z.key for z in zones}

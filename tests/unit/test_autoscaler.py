@@ -44,7 +44,7 @@ def busy(n: int, running: int, *, queued: int = 0, spot: bool = True) -> tuple[N
     )
 
 
-# -- registry ------------------------------------------------------------------------------------
+# -- registry ----
 
 
 def test_exactly_one_default_and_duplicates_refused() -> None:
@@ -65,7 +65,7 @@ def test_exactly_one_default_and_duplicates_refused() -> None:
         ScalingPolicy.get("nope")
 
 
-# -- contract over every policy ------------------------------------------------------------------
+# -- contract over every policy ----
 
 
 @pytest.mark.parametrize("name", sorted(ScalingPolicy.registry))
@@ -107,7 +107,7 @@ class TestEveryPolicy:
         assert d.count(spot=False) == d.on_demand >= 1
 
 
-# -- the default policy ----------------------------------------------------------------------------
+# -- the default policy ----
 
 
 def test_load_policy_counts_queue_and_gateway_waiters() -> None:
@@ -129,7 +129,7 @@ def test_nodes_with_a_preemption_notice_do_not_count() -> None:
     assert ScalingPolicy.get().desired(PoolSnapshot(cfg(target=10), nodes=nodes), 0.0) == 1
 
 
-# -- hysteresis -------------------------------------------------------------------------------------
+# -- hysteresis ----
 
 
 def test_scale_from_zero_is_immediate_then_up_and_down_wait() -> None:
@@ -172,7 +172,7 @@ def test_flapping_load_does_not_flap_the_target() -> None:
     assert set(targets) == {1}
 
 
-# -- spot / on-demand ---------------------------------------------------------------------------------
+# -- spot / on-demand ----
 
 
 def test_base_on_demand_and_spot_first() -> None:
@@ -212,7 +212,7 @@ def test_spot_disabled_means_all_on_demand() -> None:
     assert (d.spot, d.on_demand, d.count(spot=False)) == (0, 2, 2)
 
 
-# -- placement -----------------------------------------------------------------------------------------
+# -- placement ----
 
 
 def test_new_nodes_spread_over_zones_and_regions() -> None:
