@@ -10,22 +10,28 @@ from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.openapi import OpenAPIConfig
 
+from api.admin import ADMIN_CONTROLLERS
 from api.errors import EXCEPTION_HANDLERS
 from api.health import health, ready
 from fleet import Clock, Settings, build_services
+from fleet.admin_token import ensure_admin_token
 from fleet.clock import SYSTEM_CLOCK
 
 
 def create_app(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Litestar:
+    """Build the app; raises SettingsError at once when the admin token setup is unsafe."""
+    admin_token = ensure_admin_token(settings)
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with build_services(settings, clock=clock) as services:
             app.state.services = services
+            app.state.admin_token = admin_token
             yield
 
     cors = CORSConfig(allow_origins=settings.cors_origins) if settings.cors_origins else None
     return Litestar(
-        route_handlers=[health, ready],
+        route_handlers=[health, ready, *ADMIN_CONTROLLERS],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         cors_config=cors,

@@ -3,9 +3,11 @@ so a change without its audit row cannot exist."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from fleet.logs import request_id_var
 from fleet.tables import AuditLog
@@ -31,3 +33,12 @@ def record(
             request_id=request_id_var.get(),
         )
     )
+
+
+async def recent(
+    sessions: async_sessionmaker[AsyncSession], *, limit: int = 100
+) -> Sequence[AuditLog]:
+    """The newest audit rows first."""
+    async with sessions() as s:
+        q = select(AuditLog).order_by(AuditLog.id.desc()).limit(limit)  # type: ignore[union-attr]
+        return (await s.execute(q)).scalars().all()

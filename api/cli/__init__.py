@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import click
 
+from api.cli.catalog import audit, models, nodes
 from api.cli.server import db, serve
+from api.cli.tenancy import envs, keys, tenants
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -17,7 +19,7 @@ def main() -> None:
     """cicfleet: OpenAI gateway and GPU fleet manager."""
 
 
-for _command in (serve, db):
+for _command in (serve, db, tenants, envs, keys, models, nodes, audit):
     main.add_command(_command)
 
 __all__ = ["main"]

@@ -44,7 +44,9 @@ class AdminClient:
 
     def __init__(self, settings: Settings, *, transport: httpx.BaseTransport | None = None):
         token = admin_token(settings)
-        headers = {"authorization": f"Bearer {token}"} if token else {}
+        headers = {"x-cic-actor": _whoami()}
+        if token:
+            headers["authorization"] = f"Bearer {token}"
         self.base_url = settings.effective_url
         self._http = httpx.Client(
             base_url=self.base_url, headers=headers, timeout=30.0, transport=transport
@@ -77,6 +79,16 @@ class AdminClient:
 
     def delete(self, path: str, **kw: Any) -> Any:
         return self.request("DELETE", path, **kw)
+
+
+def _whoami() -> str:
+    import getpass
+    import socket
+
+    try:
+        return f"{getpass.getuser()}@{socket.gethostname()}"[:64]
+    except Exception:
+        return "cli"
 
 
 def client() -> AdminClient:

@@ -19,7 +19,16 @@ def serve(demo: bool) -> None:
     settings = settings_or_exit()
     configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    demo_nodes = None
+    if demo:
+        from api.demo import start_demo
+
+        demo_nodes = start_demo(settings)
+    try:
+        uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    finally:
+        if demo_nodes is not None:
+            demo_nodes.close()
 
 
 @click.group()
