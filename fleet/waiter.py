@@ -1,0 +1,76 @@
+"""Requests that arrive while a pool has no ready node wait for the first one.
+
+A pool scaled to zero (or emptied by preemptions) gets a node in a minute or two. Rather than
+answering 503 at once, as SkyServe does, the gateway parks the request here: at most
+``max_waiting`` requests per model, each for at most ``timeout`` seconds. Beyond either bound
+it raises :class:`NoCapacity` (503 with ``Retry-After``). The number waiting is what the
+autoscaler reads as demand for a pool with no node, so the first waiter triggers the launch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from fleet.clock import SYSTEM_CLOCK, Clock
+from fleet.errors import NoCapacity
+
+
+class FirstNodeWaiter:
+    """Bounded waiting room per model; :meth:`node_ready` releases everyone waiting on it."""
+
+    def __init__(
+        self,
+        *,
+        max_waiting: int = 256,
+        timeout: float = 120.0,
+        retry_after: float = 30.0,
+        clock: Clock = SYSTEM_CLOCK,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> None:
+        self._max = max_waiting
+        self._timeout = timeout
+        self._retry_after = retry_after
+        self._clock = clock
+        self._on_wait = on_wait
+        self._events: dict[str, asyncio.Event] = {}
+        self._waiting: dict[str, int] = {}
+
+    def waiting(self, model: str) -> int:
+        return self._waiting.get(model, 0)
+
+    async def wait(self, model: str) -> None:
+        """Return when a node of ``model`` is ready; raise :class:`NoCapacity` when the room is
+        full or the wait times out."""
+        if self.waiting(model) >= self._max:
+            raise NoCapacity(
+                f"no node serves {model} yet and {self._max} requests are already waiting",
+                retry_after=self._retry_after,
+            )
+        event = self._events.setdefault(model, asyncio.Event())
+        self._waiting[model] = self.waiting(model) + 1
+        if self._on_wait is not None:
+            self._on_wait(model)
+        ready = asyncio.ensure_future(event.wait())
+        timer = asyncio.ensure_future(self._clock.sleep(self._timeout))
+        try:
+            await asyncio.wait({ready, timer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ready.cancel()
+            timer.cancel()
+            self._waiting[model] -= 1
+            if not self._waiting[model]:
+                del self._waiting[model]
+                if self._events.get(model) is event and not event.is_set():
+                    del self._events[model]
+        if not event.is_set():
+            raise NoCapacity(
+                f"no node of {model} became ready within {self._timeout:.0f} s",
+                retry_after=self._retry_after,
+            )
+
+    def node_ready(self, model: str) -> None:
+        """A node of ``model`` became ready: wake every waiter of that model."""
+        event = self._events.pop(model, None)
+        if event is not None:
+            event.set()

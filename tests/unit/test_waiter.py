@@ -1,0 +1,45 @@
+"""Requests wait for a pool's first node, within bounds, then get 503 with Retry-After."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from fleet.clock import FakeClock
+from fleet.errors import NoCapacity
+from fleet.waiter import FirstNodeWaiter
+
+
+async def test_waiters_are_released_when_the_first_node_is_ready() -> None:
+    asked: list[str] = []
+    waiter = FirstNodeWaiter(timeout=60, on_wait=asked.append)
+    tasks = [asyncio.create_task(waiter.wait("m")) for _ in range(3)]
+    await asyncio.sleep(0)
+    assert waiter.waiting("m") == 3 and asked == ["m", "m", "m"]
+    waiter.node_ready("other")
+    await asyncio.sleep(0)
+    assert not any(t.done() for t in tasks)
+    waiter.node_ready("m")
+    await asyncio.gather(*tasks)
+    assert waiter.waiting("m") == 0
+
+
+async def test_beyond_the_time_bound_it_is_503_with_retry_after() -> None:
+    clock = FakeClock()
+    waiter = FirstNodeWaiter(timeout=120, retry_after=30, clock=clock)
+    with pytest.raises(NoCapacity) as info:
+        await waiter.wait("m")
+    assert info.value.status == 503 and info.value.headers["retry-after"] == "30"
+    assert clock.monotonic() == 120
+    assert waiter.waiting("m") == 0
+
+
+async def test_beyond_the_queue_bound_it_is_503_at_once() -> None:
+    waiter = FirstNodeWaiter(max_waiting=2, timeout=60)
+    tasks = [asyncio.create_task(waiter.wait("m")) for _ in range(2)]
+    await asyncio.sleep(0)
+    with pytest.raises(NoCapacity):
+        await waiter.wait("m")
+    waiter.node_ready("m")
+    await asyncio.gather(*tasks)
