@@ -5,7 +5,7 @@ Split in two so each part stays small and testable with a fake clock:
 * **Policies** (registered classes, exactly one default) turn a :class:`PoolSnapshot` and
   ``now`` into a raw *desired* node count. They hold no state: the same snapshot gives the
   same answer. ``llm-load`` (default) sizes on concurrent work (running + queued requests
-  from node heartbeats, plus requests waiting at the gateway for a first node) and bumps on
+  from node heartbeats; requests waiting at the gateway ask for a first node) and bumps on
   TTFT above the SLO; ``request-rate`` sizes on requests/s like SkyServe does; ``fixed``
   keeps ``min_replicas``. Why load and not rate: see docs/autoscaling.md.
 * :class:`PoolAutoscaler` (one per pool, stateful) applies hysteresis (upscale and downscale
@@ -74,7 +74,7 @@ class PoolConfig:
     use_spot: bool = True
     base_on_demand: int = 0
     dynamic_on_demand: bool = True
-    spot_grace_s: float = 120.0  # a spot launch slower than this counts as missing capacity
+    spot_grace_s: float = 420.0  # a spot launch slower than this: capacity is missing
     zones: tuple[Zone, ...] = (Zone("local"),)
 
     def __post_init__(self) -> None:
@@ -160,14 +160,17 @@ class ScalingPolicy:
 
 
 class LoadPolicy(ScalingPolicy, name="llm-load", default=True):
-    """Concurrent work per node: ``ceil((running + queued + waiting) / target)``; one more
-    node when ready nodes have work queued and their TTFT is above the SLO."""
+    """Concurrent work per node: ``ceil((running + queued) / target)``, at least one node while
+    requests wait at the gateway; one more node when ready nodes have work queued and their
+    TTFT is above the SLO."""
 
     def _desired(self, snapshot: PoolSnapshot, now: float) -> int:
         cfg = snapshot.config
         alive = [n for n in snapshot.nodes if not n.notice]
-        work = sum(n.running + n.queued for n in alive) + snapshot.waiting
+        work = sum(n.running + n.queued for n in alive)
         need = math.ceil(work / cfg.target)
+        if snapshot.waiting and need == 0:
+            need = 1  # a backlog at the gateway is a burst, not a sustained load: one node first
         ready = [n for n in alive if n.ready]
         slow = [
             n

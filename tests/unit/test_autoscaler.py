@@ -110,10 +110,12 @@ class TestEveryPolicy:
 # -- the default policy ----
 
 
-def test_load_policy_counts_queue_and_gateway_waiters() -> None:
+def test_load_policy_counts_running_and_queued_and_waiters_ask_for_one_node() -> None:
     policy = ScalingPolicy.get()
     snap = PoolSnapshot(cfg(target=16), nodes=busy(2, 16, queued=8), waiting=8)
-    assert policy.desired(snap, 0.0) == 4  # 32 running + 16 queued + 8 waiting = 56 / 16
+    assert policy.desired(snap, 0.0) == 3  # 32 running + 16 queued = 48 / 16
+    # 500 requests piled up while the pool was empty: one node first, then measure its load.
+    assert policy.desired(PoolSnapshot(cfg(target=16), waiting=500), 0.0) == 1
 
 
 def test_load_policy_adds_a_node_when_ttft_breaks_the_slo() -> None:
