@@ -57,7 +57,7 @@ from fleet.preemptions import ZoneTrouble  # noqa: E402
 AZURE_TRACE = Path("/work/shared/traces/azure-llm-2023-code.csv")
 
 
-# -- workload -----------------------------------------------------------------------------------
+# -- workload ----
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +109,7 @@ def diurnal(t: float) -> float:
     return 1.0 + 29.0 * max(0.0, math.sin(math.pi * (t % 7200) / 7200)) ** 2
 
 
-# -- the simulated cloud -----------------------------------------------------------------------------
+# -- the simulated cloud ----
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ def default_cloud(notice: bool) -> Cloud:
     )
 
 
-# -- the node model -------------------------------------------------------------------------------
+# -- the node model ----
 
 
 @dataclass
@@ -159,6 +159,8 @@ class Node:
     gone_at: float = math.inf  # preempted or terminated
     slots: list[float] = field(default_factory=list)
     work: list[tuple[float, float, float, int]] = field(default_factory=list)  # start, ttft, end
+    finished: list[float] = field(default_factory=list)  # completion times
+    service: list[float] = field(default_factory=list)  # their time in service
 
     def alive(self, t: float) -> bool:
         return t < self.gone_at
@@ -166,7 +168,7 @@ class Node:
     def accepting(self, t: float, notice: float | None, uses_notice: bool) -> bool:
         if not (self.ready_at <= t < self.gone_at):
             return False
-        if uses_notice and notice is not None and t >= self.preempt_at - notice:
+        if uses_notice and notice is not None and t >= self.preempt_at - DRAIN_BEFORE:
             return False
         return True
 
@@ -187,7 +189,7 @@ class Outcome:
     max_nodes: int = 0
 
 
-# -- the simulation -----------------------------------------------------------------------------
+# -- the simulation ----
 
 
 class Sim:
@@ -224,8 +226,9 @@ class Sim:
     def stop(self, node: Node, t: float) -> None:
         node.gone_at = min(node.gone_at, t)
 
-    def route(self, t: float, idx: int, arrival: float, *, uses_notice: bool, visible: float = 0.0
-              ) -> bool:
+    def route(
+        self, t: float, idx: int, arrival: float, *, uses_notice: bool, visible: float = 0.0
+    ) -> bool:
         cands = [
             n
             for n in self.nodes
@@ -257,7 +260,7 @@ class Sim:
         for w in n.work:
             (keep if w[2] <= n.gone_at else lost).append(w)
         n.work = keep
-        for start, first, _end, idx in lost:
+        for _start, first, _end, idx in lost:
             arrival = self._arrival_of[idx]
             if first <= n.gone_at:
                 self.out.failed += 1
@@ -265,8 +268,16 @@ class Sim:
             else:
                 self._retry.append((n.gone_at, idx, arrival))
 
-    def run(self, driver: Any, *, interval: float, uses_notice: bool, visible: float,
-            queue_timeout: float, queue_max: int) -> Outcome:
+    def run(
+        self,
+        driver: Any,
+        *,
+        interval: float,
+        uses_notice: bool,
+        visible: float,
+        queue_timeout: float,
+        queue_max: int,
+    ) -> Outcome:
         self._arrival_of = {i: r.at for i, r in enumerate(self.reqs)}
         self._done: set[int] = set()
         self._retry: list[tuple[float, int, float]] = []
@@ -275,13 +286,15 @@ class Sim:
         t = 0.0
         step = 1.0
         next_decision = 0.0
+        driver.decide(self, -self.cloud.launch_delay - 20)  # warm pool when the trace starts
         while t < duration:
             self.settle(t + step)
             # Retries of requests lost to a preemption, then the gateway queue, then arrivals.
             retry, self._retry = self._retry, []
             for at, idx, arrival in retry:
-                if not self.route(max(at, t), idx, arrival, uses_notice=uses_notice,
-                                  visible=visible):
+                if not self.route(
+                    max(at, t), idx, arrival, uses_notice=uses_notice, visible=visible
+                ):
                     self.waiting.append((arrival, idx))
             still = []
             for arrival, idx in self.waiting:
@@ -315,6 +328,8 @@ class Sim:
                 for w in n.work:
                     if w[2] <= t and w[2] <= n.gone_at:
                         self._served(w)
+                        n.finished.append(w[2])
+                        n.service.append(w[2] - w[0])
                     else:
                         keep.append(w)
                 n.work = keep
@@ -345,7 +360,7 @@ class Sim:
         return self.out
 
 
-# -- drivers -------------------------------------------------------------------------------------
+# -- drivers ----
 
 
 class CicDriver:
@@ -365,9 +380,11 @@ class CicDriver:
             zones=tuple(z.zone for z in cloud.zones),
         )
         self.scaler: PoolAutoscaler | None = None
+        self.arrivals: list[float] = []
 
     def saw(self, at: float) -> None:
-        """The gateway's arrivals reach this policy through node load and waiters only."""
+        """The gateway counts arrivals; the policy gets the rate over the last minute."""
+        self.arrivals.append(at)
 
     def decide(self, sim: Sim, t: float) -> None:
         if self.scaler is None:
@@ -379,22 +396,37 @@ class CicDriver:
             return notice is not None and t >= n.preempt_at - notice
 
         def believed_alive(n: Node) -> bool:
-            return t < n.gone_at or (notice is None and n.gone_at == n.preempt_at
-                                     and t < n.gone_at + stale)
+            return t < n.gone_at or (
+                notice is None and n.gone_at == n.preempt_at and t < n.gone_at + stale
+            )
 
         known = [n for n in sim.nodes if believed_alive(n)]
         loads = []
         for n in known:
             running, queued = n.load(t) if t < n.gone_at else (0, 0)
+            recent = n.service[bisect.bisect_left(n.finished, t - 60) :]
             loads.append(
                 NodeLoad(
-                    node_id=str(n.id), region=n.cz.zone.region, zone=n.cz.zone.zone,
-                    spot=n.spot, ready=n.ready_at <= t, since=n.launched_at,
-                    running=running, queued=queued, notice=noticed(n),
+                    node_id=str(n.id),
+                    region=n.cz.zone.region,
+                    zone=n.cz.zone.zone,
+                    spot=n.spot,
+                    ready=n.ready_at <= t,
+                    since=n.launched_at,
+                    running=running,
+                    queued=queued,
+                    notice=noticed(n),
+                    service_s=sum(recent) / len(recent) if recent else None,
                 )
             )
-        snap = PoolSnapshot(self.config, nodes=tuple(loads), waiting=len(sim.waiting),
-                            capacity_errors=dict(sim.capacity_errors))
+        window = len(self.arrivals) - bisect.bisect_left(self.arrivals, t - 60)
+        snap = PoolSnapshot(
+            self.config,
+            nodes=tuple(loads),
+            waiting=len(sim.waiting),
+            request_rate=window / 60,
+            capacity_errors=dict(sim.capacity_errors),
+        )
         d = self.scaler.decide(snap, t)
         # Reconcile: per (zone, spot) launch the missing, stop the surplus (launching first).
         zones = {z.zone.key: z for z in self.cloud.zones}
@@ -406,7 +438,7 @@ class CicDriver:
         for key in set(want) | set(have):
             nodes = sorted(have.get(key, []), key=lambda n: (n.ready_at <= t, n.id))
             extra = len(nodes) - want.get(key, 0)
-            for n in nodes[:max(0, extra)]:
+            for n in nodes[: max(0, extra)]:
                 sim.stop(n, t)
             for _ in range(max(0, -extra)):
                 sim.launch(t, zones[key[0]], key[1])
@@ -433,6 +465,7 @@ class SkyServeDriver:
                     "max_replicas": args.max_replicas,
                     "target_qps_per_replica": args.sky_target_qps,
                     "dynamic_ondemand_fallback": True,
+                    "upscale_delay_seconds": int(getattr(args, "sky_upscale", 300)),
                 },
             }
         )
@@ -456,8 +489,12 @@ class SkyServeDriver:
             status = self.status.PROVISIONING
         terminal = status == self.status.PREEMPTED
         return SimpleNamespace(
-            replica_id=rid, cluster_name=f"bench-{rid}", version=self.scaler.latest_version,
-            is_ready=status == self.status.READY, is_terminal=terminal, is_spot=n.spot,
+            replica_id=rid,
+            cluster_name=f"bench-{rid}",
+            version=self.scaler.latest_version,
+            is_ready=status == self.status.READY,
+            is_terminal=terminal,
+            is_spot=n.spot,
             status=status,
             status_property=SimpleNamespace(unrecoverable_failure=lambda: False),
         )
@@ -494,13 +531,16 @@ class SkyServeDriver:
         return None
 
 
-# -- report ------------------------------------------------------------------------------------------
+# -- report ----
 
 
 def summarize(name: str, out: Outcome, total: int, budget: float) -> dict[str, Any]:
     good = sum(1 for x in out.ttft if x <= budget)
     ttft = sorted(out.ttft)
-    p = (lambda q: ttft[min(len(ttft) - 1, int(q * len(ttft)))] if ttft else float("nan"))
+
+    def p(q: float) -> float:
+        return ttft[min(len(ttft) - 1, int(q * len(ttft)))] if ttft else float("nan")
+
     return {
         "policy": name,
         "slo": good / total,
@@ -516,23 +556,62 @@ def summarize(name: str, out: Outcome, total: int, budget: float) -> dict[str, A
     }
 
 
+CIC_RUN = {
+    "interval": 10.0,
+    "uses_notice": True,
+    "visible": 0.0,
+    "queue_timeout": 120.0,
+    "queue_max": 256,
+}
+SKY_RUN = {
+    "interval": 20.0,
+    "uses_notice": False,
+    "visible": 10.0,
+    "queue_timeout": 0.0,
+    "queue_max": 0,
+}
+SKY_SWEEP = [(m, up) for up in (300.0, 60.0) for m in (1, 2, 3, 4, 6)]
+CIC_SWEEP = [(1, 2), (1, 3), (1, 12), (2, 12), (3, 12), (4, 12), (6, 12)]
+DRAIN_BEFORE = 30.0  # a node with a notice keeps serving until this long before the end
+
+
 def run_trace(name: str, reqs: list[Request], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Both policies over the same knob (min replicas; SkyServe also its upscale delay), each
+    run on the same arrivals and the same cloud, with and without preemption notices."""
     rows = []
     for notice in (True, False):
         cloud = default_cloud(notice)
-        for label, driver_cls, kw in (
-            ("cicfleet", CicDriver, {"interval": 10.0, "uses_notice": True, "visible": 0.0,
-                                     "queue_timeout": 120.0, "queue_max": 256}),
-            ("skyserve", SkyServeDriver, {"interval": 20.0, "uses_notice": False,
-                                          "visible": 10.0, "queue_timeout": 0.0,
-                                          "queue_max": 0}),
-        ):
-            sim = Sim(reqs, cloud, args)
-            out = sim.run(driver_cls(cloud, args), **kw)
-            row = summarize(label, out, len(reqs), args.ttft_budget)
-            row.update(trace=name, notice="yes" if notice else "no")
-            rows.append(row)
+        for m, mx in CIC_SWEEP:
+            a = argparse.Namespace(**{**vars(args), "min_replicas": m, "max_replicas": mx})
+            out = Sim(reqs, cloud, a).run(CicDriver(cloud, a), **CIC_RUN)
+            rows.append(
+                {
+                    **summarize(f"cicfleet {m}..{mx}", out, len(reqs), args.ttft_budget),
+                    "family": "cicfleet",
+                    "notice": notice,
+                    "trace": name,
+                }
+            )
+        for m, up in SKY_SWEEP:
+            a = argparse.Namespace(**{**vars(args), "min_replicas": m, "sky_upscale": up})
+            out = Sim(reqs, cloud, a).run(SkyServeDriver(cloud, a), **SKY_RUN)
+            rows.append(
+                {
+                    **summarize(f"skyserve min={m} up={up:.0f}", out, len(reqs), args.ttft_budget),
+                    "family": "skyserve",
+                    "notice": notice,
+                    "trace": name,
+                }
+            )
     return rows
+
+
+def fmt(row: dict[str, Any], cols: tuple[str, ...]) -> str:
+    cells = []
+    for c in cols:
+        v = row[c]
+        cells.append(f"{v:>8.3f}" if isinstance(v, float) else f"{v!s:>8}")
+    return " | ".join(cells)
 
 
 def main() -> None:
@@ -543,10 +622,13 @@ def main() -> None:
     ap.add_argument("--prefill-tps", type=float, default=8000.0)
     ap.add_argument("--itl", type=float, default=0.035, help="seconds per output token")
     ap.add_argument("--ttft-budget", type=float, default=2.0)
-    ap.add_argument("--min-replicas", type=int, default=1)
-    ap.add_argument("--max-replicas", type=int, default=10)
-    ap.add_argument("--utilization", type=float, default=0.75,
-                    help="share of a node's capacity both policies aim at")
+    ap.add_argument("--max-replicas", type=int, default=12)
+    ap.add_argument(
+        "--utilization",
+        type=float,
+        default=0.75,
+        help="share of a node's capacity both policies aim at",
+    )
     ap.add_argument("--cic-upscale", type=float, default=10.0)
     ap.add_argument("--cic-downscale", type=float, default=300.0)
     ap.add_argument("--seed", type=int, default=1)
@@ -564,25 +646,62 @@ def main() -> None:
         "bursty": synthetic(bursty, 3600, azure, args.seed),
         "diurnal": synthetic(diurnal, 7200, azure, args.seed),
     }
-    cols = ("trace", "notice", "policy", "slo", "p50", "p99", "failed", "gpu_h", "cost",
-            "preempt", "gap_mean", "max_nodes")
-    print(f"TTFT budget {args.ttft_budget} s; node: {args.slots} slots, prefill "
-          f"{args.prefill_tps:.0f} tok/s, {args.itl * 1000:.0f} ms/token; launch 180 s; "
-          f"targets: {args.cic_target:.1f} in flight (cicfleet), "
-          f"{args.sky_target_qps:.2f} req/s (SkyServe) per node")
-    print(" | ".join(f"{c:>10}" for c in cols) + " | cost vs skyserve")
+    print(
+        f"TTFT budget {args.ttft_budget} s; node: {args.slots} slots, prefill "
+        f"{args.prefill_tps:.0f} tok/s, {args.itl * 1000:.0f} ms/token; launch 180 s; "
+        f"targets: {args.cic_target:.1f} in flight (cicfleet), "
+        f"{args.sky_target_qps:.2f} req/s (SkyServe) per node; cost in $"
+    )
+    cols = (
+        "policy",
+        "slo",
+        "p50",
+        "p99",
+        "failed",
+        "gpu_h",
+        "cost",
+        "preempt",
+        "gap_mean",
+        "max_nodes",
+    )
+    verdicts: list[tuple[str, bool, list[tuple[float, dict[str, Any], Any]]]] = []
     for name, reqs in traces.items():
         rows = run_trace(name, reqs, args)
-        base = {r["notice"]: r for r in rows if r["policy"] == "skyserve"}
-        for r in rows:
-            cells = []
-            for c in cols:
-                v = r[c]
-                cells.append(f"{v:>10.3f}" if isinstance(v, float) else f"{v!s:>10}")
-            ratio = r["cost"] / base[r["notice"]]["cost"]
-            print(" | ".join(cells) + f" | {ratio:.2f}")
-    print("Trace: Azure LLM inference trace 2023 (code), Azure Public Dataset, CC-BY 4.0; "
-          "Patel et al., Splitwise, ISCA 2024.")
+        for notice in (True, False):
+            mine = [r for r in rows if r["notice"] is notice]
+            print(
+                f"\n== {name}, {len(reqs)} requests, preemption notice: {'yes' if notice else 'no'}"
+            )
+            print(" | ".join(f"{c:>8}" for c in cols))
+            for r in mine:
+                print(fmt(r, cols))
+            # At every SLO a SkyServe configuration reached: the cheapest cicfleet
+            # configuration reaching at least as much, and its cost relative to SkyServe's.
+            ours = [r for r in mine if r["family"] == "cicfleet"]
+            ratios = []
+            for sky_row in (r for r in mine if r["family"] == "skyserve"):
+                ok = [r for r in ours if r["slo"] >= sky_row["slo"]]
+                if ok:
+                    best = min(ok, key=lambda r: r["cost"])
+                    ratios.append((best["cost"] / sky_row["cost"], sky_row, best))
+                else:
+                    ratios.append((math.inf, sky_row, None))
+            verdicts.append((name, notice, ratios))
+    print(
+        "\n== Cost of the cheapest cicfleet config reaching at least each SkyServe config's "
+        "SLO attainment, relative to that SkyServe config (target <= 0.80)"
+    )
+    for name, notice, ratios in verdicts:
+        cells = [f"{sky['policy'][9:]}: {r:.2f}" for r, sky, _ in ratios]
+        met = sum(1 for r, _, _ in ratios if r <= 0.80)
+        print(
+            f"{name:>14} notice={'yes' if notice else 'no ':3} met {met}/{len(ratios)} | "
+            + ", ".join(cells)
+        )
+    print(
+        "Trace: Azure LLM inference trace 2023 (code), Azure Public Dataset, CC-BY 4.0; "
+        "Patel et al., Splitwise, ISCA 2024."
+    )
 
 
 if __name__ == "__main__":

@@ -4,10 +4,10 @@ Split in two so each part stays small and testable with a fake clock:
 
 * **Policies** (registered classes, exactly one default) turn a :class:`PoolSnapshot` and
   ``now`` into a raw *desired* node count. They hold no state: the same snapshot gives the
-  same answer. ``llm-load`` (default) sizes on concurrent work (running + queued requests
-  from node heartbeats; requests waiting at the gateway ask for a first node) and bumps on
-  TTFT above the SLO; ``request-rate`` sizes on requests/s like SkyServe does; ``fixed``
-  keeps ``min_replicas``. Why load and not rate: see docs/autoscaling.md.
+  same answer. ``llm-load`` (default) sizes on the concurrency arrivals impose (request
+  rate x time in service measured on the nodes; requests waiting at the gateway ask for a
+  first node) and bumps on TTFT above the SLO; ``request-rate`` sizes on requests/s like
+  SkyServe does; ``fixed`` keeps ``min_replicas``. Why load and not rate: see docs/autoscaling.md.
 * :class:`PoolAutoscaler` (one per pool, stateful) applies hysteresis (upscale and downscale
   delays; from zero it scales at once), splits the target into spot and on-demand (base
   on-demand replicas, and on-demand fallback only while spot capacity is missing), and places
@@ -43,6 +43,7 @@ class NodeLoad:
     running: int = 0  # requests vLLM is decoding
     queued: int = 0  # requests vLLM holds waiting
     tokens_per_s: float = 0.0
+    service_s: float | None = None  # mean time in service (not queued) of recent requests
     ttft_p90_s: float | None = None
     notice: bool = False  # a spot interruption notice: it will be gone soon
 
@@ -160,15 +161,22 @@ class ScalingPolicy:
 
 
 class LoadPolicy(ScalingPolicy, name="llm-load", default=True):
-    """Concurrent work per node: ``ceil((running + queued) / target)``, at least one node while
-    requests wait at the gateway; one more node when ready nodes have work queued and their
+    """Concurrency the arrivals impose, by Little's law: request rate x mean time in service
+    as the nodes measure it (vLLM's end-to-end latency minus queue time), so long generations
+    weigh more than short ones; ``ceil(concurrency / target)`` nodes. Before any node has
+    measured a service time, the requests running and queued on the nodes stand in. At least
+    one node while requests wait at the gateway; one more when ready nodes queue work and their
     TTFT is above the SLO."""
 
     def _desired(self, snapshot: PoolSnapshot, now: float) -> int:
         cfg = snapshot.config
         alive = [n for n in snapshot.nodes if not n.notice]
-        work = sum(n.running + n.queued for n in alive)
-        need = math.ceil(work / cfg.target)
+        measured = [n.service_s for n in alive if n.service_s]
+        if snapshot.request_rate > 0 and measured:
+            concurrency = snapshot.request_rate * sum(measured) / len(measured)
+        else:
+            concurrency = sum(n.running + n.queued for n in alive)
+        need = math.ceil(concurrency / cfg.target - 1e-9)
         if snapshot.waiting and need == 0:
             need = 1  # a backlog at the gateway is a burst, not a sustained load: one node first
         ready = [n for n in alive if n.ready]
