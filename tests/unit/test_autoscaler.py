@@ -254,3 +254,15 @@ def test_config_validation() -> None:
         cfg(min_replicas=3, max_replicas=2)
     with pytest.raises(ValueError):
         cfg(target=0)
+
+
+def test_load_policy_uses_littles_law_when_nodes_measure_service_time() -> None:
+    nodes = tuple(
+        NodeLoad(node_id=f"n{i}", region="r", running=3, service_s=1.2) for i in range(2)
+    )
+    policy = ScalingPolicy.get()
+    # 20 requests/s x 1.2 s in service = 24 in flight; 12 per node -> 2 nodes.
+    assert policy.desired(PoolSnapshot(cfg(target=12), nodes=nodes, request_rate=20.0), 0) == 2
+    # Long generations weigh more at the same request rate.
+    slow = tuple(NodeLoad(node_id="s", region="r", running=3, service_s=6.0) for _ in range(1))
+    assert policy.desired(PoolSnapshot(cfg(target=12), nodes=slow, request_rate=20.0), 0) == 8
