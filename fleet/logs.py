@@ -18,8 +18,12 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "cic_request_id", default=None
 )
 
-_NOISY = ("httpx", "httpcore", "uvicorn.access", "aiohttp.access", "alembic.runtime.migration")
-_STD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_NOISY = ("httpx", "httpcore", "uvicorn.access", "aiohttp.access", "alembic")
+_STD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "color_message",  # uvicorn's duplicate of msg with terminal colours
+}
 
 
 class JsonFormatter(logging.Formatter):

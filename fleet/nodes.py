@@ -16,6 +16,7 @@ from fleet import audit
 from fleet.clock import Clock, utcnow
 from fleet.errors import InvalidRequest, NotFound
 from fleet.ids import new_id
+from fleet.signals import Signal
 from fleet.tables import Node, NodeState
 
 
@@ -30,6 +31,8 @@ class NodeService:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], *, clock: Clock | None = None):
         self._sessions = sessions
         self._clock = clock
+        # Fired after a node was added or removed, so the gateway's pool refreshes at once.
+        self.changed = Signal()
 
     async def add_static(
         self,
@@ -61,6 +64,7 @@ class NodeService:
                 detail={"model": model, "region": region},
             )
             await s.commit()
+        self.changed.send()
         return node
 
     async def list(
@@ -85,4 +89,5 @@ class NodeService:
                 s, actor=actor, action="node.remove", target_type="node", target_id=node.id
             )
             await s.commit()
-            return node
+        self.changed.send()
+        return node

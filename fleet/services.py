@@ -8,17 +8,23 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from fleet.auth import KeyAuth, invalidation_channel
 from fleet.catalog import CatalogService
 from fleet.clock import SYSTEM_CLOCK, Clock
 from fleet.db import create_engine, session_factory, upgrade
 from fleet.limits import AllowAll, Limiter
 from fleet.logs import get_logger
+from fleet.metrics import GatewayMetrics
 from fleet.nodes import NodeService
+from fleet.pool import NodePool
 from fleet.settings import Settings
 from fleet.tenancy import TenancyService
+from fleet.usage import UsageSink
+from fleet.usage_recorder import UsageRecorder
 
 log = get_logger("cicfleet.services")
 
@@ -33,6 +39,11 @@ class Services:
     catalog: CatalogService
     nodes: NodeService
     limiter: Limiter
+    auth: KeyAuth
+    pool: NodePool
+    usage: UsageSink
+    metrics: GatewayMetrics
+    redis: Any | None = None  # redis.asyncio.Redis when CIC_REDIS_URL is set
     exit_stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
 
@@ -52,18 +63,51 @@ async def build_services(
         await upgrade(url)
     engine = create_engine(url)
     sessions = session_factory(engine)
+    redis = None
+    if settings.redis_url:
+        from redis.asyncio import Redis
+
+        redis = Redis.from_url(settings.redis_url)
+    tenancy = TenancyService(sessions, clock=clock)
+    nodes = NodeService(sessions, clock=clock)
+    pool = NodePool(sessions)
+    nodes.changed.connect(pool.refresh_soon)
+    usage = UsageRecorder(
+        engine,
+        flush_seconds=settings.usage_flush_seconds,
+        batch_size=settings.usage_batch_size,
+    )
     services = Services(
         settings=settings,
         clock=clock,
         engine=engine,
         sessions=sessions,
-        tenancy=TenancyService(sessions, clock=clock),
+        tenancy=tenancy,
         catalog=CatalogService(sessions, clock=clock),
-        nodes=NodeService(sessions, clock=clock),
+        nodes=nodes,
         limiter=AllowAll(),
+        auth=KeyAuth(
+            tenancy,
+            clock=clock,
+            ttl_seconds=settings.key_cache_seconds,
+            redis=redis,
+            channel=invalidation_channel(settings.redis_prefix),
+        ),
+        pool=pool,
+        usage=usage,
+        metrics=GatewayMetrics(),
+        redis=redis,
     )
     try:
-        async with services.exit_stack:
+        async with services.exit_stack as stack:
+            if redis is not None:
+                stack.push_async_callback(redis.aclose)
+            await pool.start()
+            stack.push_async_callback(pool.close)
+            await usage.start()
+            stack.push_async_callback(usage.close)
+            await services.auth.start()
+            stack.push_async_callback(services.auth.close)
             yield services
     finally:
         await engine.dispose()

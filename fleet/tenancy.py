@@ -19,6 +19,7 @@ from fleet.clock import Clock, utcnow
 from fleet.errors import Conflict, InvalidRequest, NotFound
 from fleet.ids import new_id
 from fleet.keys import KeyInfo, display_prefix, generate_key, hash_key
+from fleet.signals import Signal
 from fleet.tables import ApiKey, Environment, KeyStatus, Tenant, TenantStatus
 
 DEFAULT_ENVIRONMENT = "prod"
@@ -40,6 +41,8 @@ class TenancyService:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], *, clock: Clock | None = None):
         self._sessions = sessions
         self._clock = clock
+        # Fired after a key or a tenant's status changed, so key caches forget it.
+        self.changed = Signal()
 
     # -- tenants ---------------------------------------------------------------------------
     async def create_tenant(self, name: str, *, plan: str = "free", actor: str) -> Tenant:
@@ -98,7 +101,8 @@ class TenancyService:
                 detail={"from": old, "to": status.value},
             )
             await s.commit()
-            return tenant
+        self.changed.send()
+        return tenant
 
     # -- environments ----------------------------------------------------------------------
     async def create_environment(self, tenant_ref: str, name: str, *, actor: str) -> Environment:
@@ -186,7 +190,8 @@ class TenancyService:
                     detail={"tenant_id": key.tenant_id},
                 )
                 await s.commit()
-            return key
+        self.changed.send()
+        return key
 
     async def resolve(self, key_hash: str) -> KeyInfo | None:
         """The caller behind a key hash, or None when the key is unknown or revoked."""
