@@ -25,6 +25,7 @@ from fleet.settings import Settings
 from fleet.tenancy import TenancyService
 from fleet.usage import UsageSink
 from fleet.usage_recorder import UsageRecorder
+from fleet.waiter import FirstNodeWaiter
 
 log = get_logger("cicfleet.services")
 
@@ -45,6 +46,7 @@ class Services:
     metrics: GatewayMetrics
     redis: Any | None = None  # redis.asyncio.Redis when CIC_REDIS_URL is set
     exit_stack: AsyncExitStack = field(default_factory=AsyncExitStack)
+    waiter: FirstNodeWaiter = field(default_factory=FirstNodeWaiter)
 
 
 @asynccontextmanager
@@ -70,7 +72,13 @@ async def build_services(
         redis = Redis.from_url(settings.redis_url)
     tenancy = TenancyService(sessions, clock=clock)
     nodes = NodeService(sessions, clock=clock)
-    pool = NodePool(sessions)
+    waiter = FirstNodeWaiter(
+        max_waiting=settings.queue_wait_max,
+        timeout=settings.queue_wait_seconds,
+        retry_after=settings.retry_after_seconds,
+        clock=clock,
+    )
+    pool = NodePool(sessions, on_ready=waiter.node_ready)
     nodes.changed.connect(pool.refresh_soon)
     usage = UsageRecorder(
         engine,
@@ -97,6 +105,7 @@ async def build_services(
         usage=usage,
         metrics=GatewayMetrics(),
         redis=redis,
+        waiter=waiter,
     )
     try:
         async with services.exit_stack as stack:

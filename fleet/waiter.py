@@ -35,6 +35,15 @@ class FirstNodeWaiter:
         self._on_wait = on_wait
         self._events: dict[str, asyncio.Event] = {}
         self._waiting: dict[str, int] = {}
+        self._scalable: set[str] = set()
+
+    def expect(self, models: set[str]) -> None:
+        """The models whose pools can bring a node up (autoscaled, max replicas > 0): only
+        their requests wait; a model nobody will launch a node for is answered 503 at once."""
+        self._scalable = set(models)
+
+    def expects(self, model: str) -> bool:
+        return model in self._scalable
 
     def waiting(self, model: str) -> int:
         return self._waiting.get(model, 0)

@@ -43,3 +43,10 @@ async def test_beyond_the_queue_bound_it_is_503_at_once() -> None:
         await waiter.wait("m")
     waiter.node_ready("m")
     await asyncio.gather(*tasks)
+
+
+def test_only_models_someone_will_launch_for_wait() -> None:
+    waiter = FirstNodeWaiter()
+    assert not waiter.expects("m")
+    waiter.expect({"m"})
+    assert waiter.expects("m") and not waiter.expects("static-only")
