@@ -20,6 +20,7 @@ from api.proxy import Gateway
 from fleet import Clock, Settings, build_services
 from fleet.admin_token import ensure_admin_token
 from fleet.clock import SYSTEM_CLOCK
+from fleet.leader import leadership
 
 
 def create_app(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Litestar:
@@ -39,7 +40,8 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Litestar:
             app.state.admin_token = admin_token
             await gateway.open(services)
             try:
-                yield
+                async with leadership(services):
+                    yield
             finally:
                 await gateway.close()
 

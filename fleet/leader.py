@@ -21,8 +21,9 @@ import asyncio
 import contextlib
 import os
 import socket
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -30,6 +31,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from fleet.clock import SYSTEM_CLOCK, Clock, utcnow
 from fleet.logs import get_logger
 from fleet.tables import LeaderLease
+
+if TYPE_CHECKING:
+    from fleet.services import Services
 
 log = get_logger("cicfleet.leader")
 
@@ -171,3 +175,31 @@ async def current_leader(sessions: async_sessionmaker[AsyncSession]) -> LeaderLe
     """The lease row of the last elected leader (for ``cicfleet status --jobs``)."""
     async with sessions() as session:
         return await session.get(LeaderLease, 1)
+
+
+@asynccontextmanager
+async def leadership(services: Services) -> AsyncIterator[LeaderElector]:
+    """Campaign for leadership while the block runs; the leader runs ``services.jobs``.
+
+    Opened by ``cicfleet serve`` (the app lifespan) only: CLI commands and tests that build
+    services do not campaign.
+    """
+    from fleet.jobs import JobScheduler
+
+    identity = default_identity()
+    scheduler = JobScheduler(services.jobs, services.sessions, identity=identity)
+    elector = LeaderElector(
+        services.settings.effective_database_url,
+        services.sessions,
+        lock_id=services.settings.leader_lock_id,
+        identity=identity,
+        retry=services.settings.leader_retry_seconds,
+        on_elected=scheduler.start,
+        on_deposed=scheduler.stop,
+        clock=services.clock,
+    )
+    await elector.start()
+    try:
+        yield elector
+    finally:
+        await elector.stop()

@@ -16,8 +16,11 @@ from fleet import audit
 from fleet.autoscaler import PoolConfig, ScalingPolicy, Zone
 from fleet.clock import SYSTEM_CLOCK, Clock, utcnow
 from fleet.errors import InvalidRequest, NotFound
+from fleet.logs import get_logger
 from fleet.tables import PoolScaling
 from fleet.waiter import FirstNodeWaiter
+
+log = get_logger("cicfleet.scaling")
 
 KNOBS = (
     "policy",
@@ -87,6 +90,15 @@ class ScalingService:
     async def tell_waiter(self, waiter: FirstNodeWaiter) -> None:
         """Let requests of pools that can launch a node wait for their first one."""
         waiter.expect({r.model for r in await self.list() if r.max_replicas > 0})
+
+    async def watch(self, waiter: FirstNodeWaiter, *, every: float = 5.0) -> None:
+        """Keep every replica's waiter current with changes made through any replica."""
+        while True:
+            try:
+                await self.tell_waiter(waiter)
+            except Exception as exc:
+                log.warning("reading pool scaling failed", extra={"error": type(exc).__name__})
+            await self._clock.sleep(every)
 
 
 def pool_config(row: PoolScaling, zones: Sequence[Zone]) -> PoolConfig:

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -16,11 +18,13 @@ from fleet.auth import KeyAuth, invalidation_channel
 from fleet.catalog import CatalogService
 from fleet.clock import SYSTEM_CLOCK, Clock
 from fleet.db import create_engine, session_factory, upgrade
+from fleet.jobs import JobRegistry
 from fleet.limits import AllowAll, Limiter
 from fleet.logs import get_logger
 from fleet.metrics import GatewayMetrics
 from fleet.nodes import NodeService
 from fleet.pool import NodePool
+from fleet.scaling import ScalingService
 from fleet.settings import Settings
 from fleet.tenancy import TenancyService
 from fleet.usage import UsageSink
@@ -47,6 +51,7 @@ class Services:
     redis: Any | None = None  # redis.asyncio.Redis when CIC_REDIS_URL is set
     exit_stack: AsyncExitStack = field(default_factory=AsyncExitStack)
     waiter: FirstNodeWaiter = field(default_factory=FirstNodeWaiter)
+    jobs: JobRegistry = field(default_factory=JobRegistry)  # run by the leader (serve only)
 
 
 @asynccontextmanager
@@ -117,6 +122,14 @@ async def build_services(
             stack.push_async_callback(usage.close)
             await services.auth.start()
             stack.push_async_callback(services.auth.close)
+            watch = asyncio.create_task(ScalingService(sessions).watch(waiter))
+            stack.push_async_callback(_cancel, watch)
             yield services
     finally:
         await engine.dispose()
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

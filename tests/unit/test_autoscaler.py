@@ -257,9 +257,7 @@ def test_config_validation() -> None:
 
 
 def test_load_policy_uses_littles_law_when_nodes_measure_service_time() -> None:
-    nodes = tuple(
-        NodeLoad(node_id=f"n{i}", region="r", running=3, service_s=1.2) for i in range(2)
-    )
+    nodes = tuple(NodeLoad(node_id=f"n{i}", region="r", running=3, service_s=1.2) for i in range(2))
     policy = ScalingPolicy.get()
     # 20 requests/s x 1.2 s in service = 24 in flight; 12 per node -> 2 nodes.
     assert policy.desired(PoolSnapshot(cfg(target=12), nodes=nodes, request_rate=20.0), 0) == 2
