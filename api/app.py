@@ -13,7 +13,6 @@ from litestar.openapi import OpenAPIConfig
 
 from api.admin import ADMIN_CONTROLLERS
 from api.errors import EXCEPTION_HANDLERS
-from api.fleet_admin import FLEET_ADMIN_CONTROLLERS
 from api.health import health, ready
 from api.metrics import metrics
 from api.proxy import Gateway
@@ -47,14 +46,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Litestar:
 
     cors = CORSConfig(allow_origins=settings.cors_origins) if settings.cors_origins else None
     return Litestar(
-        route_handlers=[
-            health,
-            ready,
-            metrics,
-            openai_v1,
-            *ADMIN_CONTROLLERS,
-            *FLEET_ADMIN_CONTROLLERS,
-        ],
+        route_handlers=[health, ready, metrics, openai_v1, *ADMIN_CONTROLLERS],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         cors_config=cors,

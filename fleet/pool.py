@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -74,9 +74,7 @@ class NodePool:
         *,
         refresh_seconds: float = 1.0,
         strategy: RoutingStrategy | None = None,
-        on_ready: Callable[[str], None] | None = None,
     ) -> None:
-        self._on_ready = on_ready  # told each model that has routable nodes after a refresh
         self._sessions = sessions
         self._refresh_seconds = refresh_seconds
         self._strategy: RoutingStrategy = strategy or LeastInFlight()
@@ -109,9 +107,6 @@ class NodePool:
                 node = PoolNode(id=node_id, model=model, url=url, region=region)
             grouped.setdefault(model, []).append(node)
         self._by_model = {m: tuple(nodes) for m, nodes in grouped.items()}
-        if self._on_ready is not None:
-            for model in self._by_model:
-                self._on_ready(model)
 
     def refresh_soon(self) -> None:
         """Ask the background loop to reload now (called after a local change)."""

@@ -48,10 +48,10 @@ class Services:
     pool: NodePool
     usage: UsageSink
     metrics: GatewayMetrics
-    redis: Any | None = None  # redis.asyncio.Redis when CIC_REDIS_URL is set
-    exit_stack: AsyncExitStack = field(default_factory=AsyncExitStack)
     waiter: FirstNodeWaiter = field(default_factory=FirstNodeWaiter)
     jobs: JobRegistry = field(default_factory=JobRegistry)  # run by the leader (serve only)
+    redis: Any | None = None  # redis.asyncio.Redis when CIC_REDIS_URL is set
+    exit_stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
 
 @asynccontextmanager
@@ -77,13 +77,7 @@ async def build_services(
         redis = Redis.from_url(settings.redis_url)
     tenancy = TenancyService(sessions, clock=clock)
     nodes = NodeService(sessions, clock=clock)
-    waiter = FirstNodeWaiter(
-        max_waiting=settings.queue_wait_max,
-        timeout=settings.queue_wait_seconds,
-        retry_after=settings.retry_after_seconds,
-        clock=clock,
-    )
-    pool = NodePool(sessions, on_ready=waiter.node_ready)
+    pool = NodePool(sessions)
     nodes.changed.connect(pool.refresh_soon)
     usage = UsageRecorder(
         engine,
@@ -110,7 +104,13 @@ async def build_services(
         usage=usage,
         metrics=GatewayMetrics(),
         redis=redis,
-        waiter=waiter,
+        waiter=FirstNodeWaiter(
+            max_waiting=settings.queue_wait_max,
+            timeout=settings.queue_wait_seconds,
+            retry_after=settings.retry_after_seconds,
+            clock=clock,
+            has_node=lambda model: bool(pool.nodes(model)),
+        ),
     )
     try:
         async with services.exit_stack as stack:
@@ -122,7 +122,7 @@ async def build_services(
             stack.push_async_callback(usage.close)
             await services.auth.start()
             stack.push_async_callback(services.auth.close)
-            watch = asyncio.create_task(ScalingService(sessions).watch(waiter))
+            watch = asyncio.create_task(ScalingService(sessions).watch(services.waiter))
             stack.push_async_callback(_cancel, watch)
             yield services
     finally:

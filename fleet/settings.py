@@ -41,11 +41,6 @@ class Settings(BaseSettings):
     upstream_connect_timeout: float = Field(default=5.0, gt=0)
     upstream_timeout: float = Field(default=600.0, gt=0, description="Whole-request read bound")
     retry_after_seconds: int = Field(default=5, ge=1, description="Retry-After when no node")
-    usage_flush_seconds: float = Field(default=0.5, gt=0)
-    usage_batch_size: int = Field(default=2000, ge=1)
-    stripe_api_key: SecretStr | None = None
-    stripe_api_base: str | None = None
-    stripe_webhook_secret: SecretStr | None = None
     skypilot_api_server: str | None = Field(
         default=None, description="SkyPilot API server the skypilot provider talks to"
     )
@@ -62,6 +57,11 @@ class Settings(BaseSettings):
     queue_wait_max: int = Field(
         default=256, ge=0, description="Requests that may wait at once for a pool's first node"
     )
+    usage_flush_seconds: float = Field(default=0.5, gt=0)
+    usage_batch_size: int = Field(default=2000, ge=1)
+    stripe_api_key: SecretStr | None = None
+    stripe_api_base: str | None = None
+    stripe_webhook_secret: SecretStr | None = None
 
     @field_validator("home", mode="after")
     @classmethod

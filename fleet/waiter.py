@@ -9,7 +9,6 @@ autoscaler reads as demand for a pool with no node, so the first waiter triggers
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
 from fleet.clock import SYSTEM_CLOCK, Clock
@@ -17,7 +16,8 @@ from fleet.errors import NoCapacity
 
 
 class FirstNodeWaiter:
-    """Bounded waiting room per model; :meth:`node_ready` releases everyone waiting on it."""
+    """Bounded waiting room per model; a waiter leaves as soon as ``has_node(model)`` is true
+    (checked every ``poll`` seconds against the gateway's in-memory view: no I/O)."""
 
     def __init__(
         self,
@@ -25,15 +25,18 @@ class FirstNodeWaiter:
         max_waiting: int = 256,
         timeout: float = 120.0,
         retry_after: float = 30.0,
+        poll: float = 0.2,
         clock: Clock = SYSTEM_CLOCK,
+        has_node: Callable[[str], bool] | None = None,
         on_wait: Callable[[str], None] | None = None,
     ) -> None:
         self._max = max_waiting
         self._timeout = timeout
         self._retry_after = retry_after
+        self._poll = poll
         self._clock = clock
+        self._has_node = has_node or (lambda model: False)
         self._on_wait = on_wait
-        self._events: dict[str, asyncio.Event] = {}
         self._waiting: dict[str, int] = {}
         self._scalable: set[str] = set()
 
@@ -56,30 +59,20 @@ class FirstNodeWaiter:
                 f"no node serves {model} yet and {self._max} requests are already waiting",
                 retry_after=self._retry_after,
             )
-        event = self._events.setdefault(model, asyncio.Event())
         self._waiting[model] = self.waiting(model) + 1
         if self._on_wait is not None:
             self._on_wait(model)
-        ready = asyncio.ensure_future(event.wait())
-        timer = asyncio.ensure_future(self._clock.sleep(self._timeout))
+        deadline = self._clock.monotonic() + self._timeout
         try:
-            await asyncio.wait({ready, timer}, return_when=asyncio.FIRST_COMPLETED)
+            while not self._has_node(model):
+                left = deadline - self._clock.monotonic()
+                if left <= 0:
+                    raise NoCapacity(
+                        f"no node of {model} became ready within {self._timeout:.0f} s",
+                        retry_after=self._retry_after,
+                    )
+                await self._clock.sleep(min(self._poll, left))
         finally:
-            ready.cancel()
-            timer.cancel()
             self._waiting[model] -= 1
             if not self._waiting[model]:
                 del self._waiting[model]
-                if self._events.get(model) is event and not event.is_set():
-                    del self._events[model]
-        if not event.is_set():
-            raise NoCapacity(
-                f"no node of {model} became ready within {self._timeout:.0f} s",
-                retry_after=self._retry_after,
-            )
-
-    def node_ready(self, model: str) -> None:
-        """A node of ``model`` became ready: wake every waiter of that model."""
-        event = self._events.pop(model, None)
-        if event is not None:
-            event.set()

@@ -6,22 +6,29 @@ import asyncio
 
 import pytest
 
-from fleet.clock import FakeClock
+from fleet.clock import FakeClock, SystemClock
 from fleet.errors import NoCapacity
 from fleet.waiter import FirstNodeWaiter
 
 
-async def test_waiters_are_released_when_the_first_node_is_ready() -> None:
+async def test_waiters_leave_when_the_first_node_is_ready() -> None:
+    ready: set[str] = set()
     asked: list[str] = []
-    waiter = FirstNodeWaiter(timeout=60, on_wait=asked.append)
+    waiter = FirstNodeWaiter(
+        timeout=10,
+        poll=0.01,
+        clock=SystemClock(),
+        has_node=ready.__contains__,
+        on_wait=asked.append,
+    )
     tasks = [asyncio.create_task(waiter.wait("m")) for _ in range(3)]
-    await asyncio.sleep(0)
+    await asyncio.sleep(0.05)
     assert waiter.waiting("m") == 3 and asked == ["m", "m", "m"]
-    waiter.node_ready("other")
-    await asyncio.sleep(0)
+    ready.add("other")
+    await asyncio.sleep(0.05)
     assert not any(t.done() for t in tasks)
-    waiter.node_ready("m")
-    await asyncio.gather(*tasks)
+    ready.add("m")
+    await asyncio.wait_for(asyncio.gather(*tasks), timeout=5)
     assert waiter.waiting("m") == 0
 
 
@@ -36,13 +43,16 @@ async def test_beyond_the_time_bound_it_is_503_with_retry_after() -> None:
 
 
 async def test_beyond_the_queue_bound_it_is_503_at_once() -> None:
-    waiter = FirstNodeWaiter(max_waiting=2, timeout=60)
+    ready: set[str] = set()
+    waiter = FirstNodeWaiter(
+        max_waiting=2, timeout=10, poll=0.01, clock=SystemClock(), has_node=ready.__contains__
+    )
     tasks = [asyncio.create_task(waiter.wait("m")) for _ in range(2)]
-    await asyncio.sleep(0)
+    await asyncio.sleep(0.02)
     with pytest.raises(NoCapacity):
         await waiter.wait("m")
-    waiter.node_ready("m")
-    await asyncio.gather(*tasks)
+    ready.add("m")
+    await asyncio.wait_for(asyncio.gather(*tasks), timeout=5)
 
 
 def test_only_models_someone_will_launch_for_wait() -> None:

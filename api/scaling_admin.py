@@ -1,4 +1,5 @@
-"""Admin routes of the cloud fleet: pool autoscaling knobs and the leader's scheduled jobs."""
+"""Admin routes for pool autoscaling knobs (``/admin/scaling``) and the leader's scheduled
+jobs (``/admin/jobs``)."""
 
 from __future__ import annotations
 
@@ -100,4 +101,4 @@ class JobsController(Controller):
         }
 
 
-FLEET_ADMIN_CONTROLLERS = [ScalingController, JobsController]
+SCALING_ADMIN_CONTROLLERS = [ScalingController, JobsController]
