@@ -124,6 +124,26 @@ def _place(res: Any) -> str:
     return "/".join(parts)
 
 
+def task_zones(tasks_dir: Path = DEFAULT_TASKS_DIR) -> dict[str, list[tuple[str, str | None]]]:
+    """Zones each region's task file can land in, in the file's order, read without SkyPilot
+    (``infra: cloud/region/zone`` of the ``ordered``/``any_of`` candidates): the places the
+    autoscaler spreads a pool over."""
+    import yaml
+
+    out: dict[str, list[tuple[str, str | None]]] = {}
+    for path in sorted(tasks_dir.glob("*.yaml")):
+        resources = (yaml.safe_load(path.read_text()) or {}).get("resources") or {}
+        candidates = resources.get("ordered") or resources.get("any_of") or [resources]
+        zones: list[tuple[str, str | None]] = []
+        for cand in candidates:
+            parts = str(cand.get("infra", "")).split("/")
+            place = (path.stem, parts[2] if len(parts) > 2 else None)
+            if place not in zones:
+                zones.append(place)
+        out[path.stem] = zones
+    return out
+
+
 class SkyPilotProvider:
     """Provider backed by a SkyPilot API server; ``sdk`` defaults to the ``sky`` package."""
 

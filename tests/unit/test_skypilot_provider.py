@@ -307,3 +307,16 @@ def test_the_provider_module_does_not_import_sky() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_task_zones_lists_each_regions_zones_without_skypilot() -> None:
+    from fleet.providers.skypilot import task_zones
+
+    zones = task_zones()
+    assert zones["aws-us-east-1"][:3] == [
+        ("aws-us-east-1", "us-east-1a"),
+        ("aws-us-east-1", "us-east-1b"),
+        ("aws-us-east-1", "us-east-1c"),
+    ]
+    assert set(zones) == {p.stem for p in TASK_FILES}
+    assert all(len(z) >= 2 for z in zones.values())
