@@ -630,7 +630,7 @@ def main() -> None:
         help="share of a node's capacity both policies aim at",
     )
     ap.add_argument("--cic-upscale", type=float, default=10.0)
-    ap.add_argument("--cic-downscale", type=float, default=300.0)
+    ap.add_argument("--cic-downscale", type=float, default=600.0)
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     logging.getLogger("cicfleet").setLevel(logging.WARNING)

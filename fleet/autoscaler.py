@@ -71,7 +71,7 @@ class PoolConfig:
     target: float = 16.0  # per node: concurrent requests (llm-load) or requests/s (rate)
     ttft_slo_s: float = 2.0
     upscale_delay_s: float = 20.0
-    downscale_delay_s: float = 300.0
+    downscale_delay_s: float = 600.0
     use_spot: bool = True
     base_on_demand: int = 0
     dynamic_on_demand: bool = True

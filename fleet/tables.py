@@ -204,7 +204,7 @@ class PoolScaling(SQLModel, table=True):
     target: float = Field(default=16.0, gt=0)
     ttft_slo_ms: int = Field(default=2000, ge=1)
     upscale_delay_s: float = Field(default=20.0, ge=0)
-    downscale_delay_s: float = Field(default=300.0, ge=0)
+    downscale_delay_s: float = Field(default=600.0, ge=0)
     use_spot: bool = True
     base_on_demand: int = Field(default=0, ge=0)
     dynamic_on_demand: bool = True
