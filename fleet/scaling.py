@@ -91,7 +91,7 @@ class ScalingService:
         """Let requests of pools that can launch a node wait for their first one."""
         waiter.expect({r.model for r in await self.list() if r.max_replicas > 0})
 
-    async def watch(self, waiter: FirstNodeWaiter, *, every: float = 5.0) -> None:
+    async def watch(self, waiter: FirstNodeWaiter, *, every: float = 2.0) -> None:
         """Keep every replica's waiter current with changes made through any replica."""
         while True:
             try:

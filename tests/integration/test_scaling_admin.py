@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -40,6 +41,10 @@ async def test_scale_a_pool_and_the_gateway_lets_its_requests_wait(
     assert resp.json()["max_replicas"] == 4 and resp.json()["target"] == 12
     resp = await admin.put("/admin/scaling/m", json={"min_replicas": 2, "regions": ["r1"]})
     assert (resp.json()["min_replicas"], resp.json()["max_replicas"]) == (2, 4)
+    for _ in range(200):  # the PUT tells its replica's waiter; a concurrent re-read may lag
+        if admin.app.state.services.waiter.expects("m"):
+            break
+        await asyncio.sleep(0.025)
     assert admin.app.state.services.waiter.expects("m")
 
     bad = await admin.put("/admin/scaling/m", json={"min_replicas": 9})
