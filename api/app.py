@@ -13,8 +13,10 @@ from litestar.openapi import OpenAPIConfig
 
 from api.admin import ADMIN_CONTROLLERS
 from api.errors import EXCEPTION_HANDLERS
+from api.fleet_admin import FleetController
 from api.health import health, ready
 from api.metrics import metrics
+from api.node_api import NodeController, heartbeat
 from api.proxy import Gateway
 from fleet import Clock, Settings, build_services
 from fleet.admin_token import ensure_admin_token
@@ -38,6 +40,8 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Litestar:
             app.state.services = services
             app.state.admin_token = admin_token
             await gateway.open(services)
+            if services.fleet is not None:
+                await services.fleet.start(reconcile=settings.reconcile)
             try:
                 async with leadership(services):
                     yield
@@ -46,7 +50,16 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Litestar:
 
     cors = CORSConfig(allow_origins=settings.cors_origins) if settings.cors_origins else None
     return Litestar(
-        route_handlers=[health, ready, metrics, openai_v1, *ADMIN_CONTROLLERS],
+        route_handlers=[
+            health,
+            ready,
+            metrics,
+            openai_v1,
+            *ADMIN_CONTROLLERS,
+            NodeController,
+            heartbeat,
+            FleetController,
+        ],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         cors_config=cors,

@@ -42,7 +42,7 @@ from fleet import (
     request_id_var,
 )
 from fleet.limits import Admission, LimitRequest
-from fleet.pool import PoolNode
+from fleet.registry import NodeView
 from fleet.usage import UsageEvent
 from fleet.validation import CHAT, COMPLETIONS, EMBEDDINGS, CheckedRequest, check, model_name
 
@@ -95,7 +95,7 @@ class _Exchange:
         self.key: KeyInfo | None = None
         self.req: CheckedRequest | None = None
         self.admission: Admission | None = None
-        self.node: PoolNode | None = None
+        self.node: NodeView | None = None
         self.status = 200
         self.prompt_tokens = 0
         self.completion_tokens = 0
@@ -304,11 +304,13 @@ class Gateway:
             node.in_flight += 1
             x.node = node
             try:
-                resp = await http.post(node.url + path, data=data, headers=_UPSTREAM_HEADERS)
+                url = node.url + path  # type: ignore[operator]  # routable nodes have one
+                resp = await http.post(url, data=data, headers=_UPSTREAM_HEADERS)
                 if resp.status >= 500:
                     resp.release()
                     raise _NodeFailed(f"node answered HTTP {resp.status}")
                 content = await resp.read() if read else b""
+                svc.pool.report(node, ok=True)
                 return resp, content
             except aiohttp.ConnectionTimeoutError:
                 kind, last = "connect", UpstreamError("The model's node could not be reached")
@@ -322,6 +324,7 @@ class Gateway:
                 kind = "connect"
                 last = UpstreamError(f"The model's node failed: {type(exc).__name__}")
             node.in_flight -= 1
+            svc.pool.report(node, ok=False)
             svc.metrics.upstream_error(model, kind)
             log.warning("node request failed", extra={"node": node.id, "kind": kind})
         if last is None:

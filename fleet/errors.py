@@ -9,6 +9,7 @@ place and the official ``openai`` client raises the exception OpenAI itself woul
     ├── InvalidRequest (400)     the caller must change the request
     │   ├── BodyTooLarge (413)
     │   └── Conflict (409)       admin: the thing already exists
+    │       └── IllegalTransition  a node state change the registry's table forbids
     ├── AuthenticationFailed (401)
     ├── PermissionDenied (403)
     │   └── TenantSuspended
@@ -70,6 +71,12 @@ class Conflict(InvalidRequest):
 
     status = 409
     code = "conflict"
+
+
+class IllegalTransition(Conflict):
+    """Raised when a node state change is not in the registry's transition table."""
+
+    code = "illegal_transition"
 
 
 class AuthenticationFailed(CicError):

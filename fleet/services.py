@@ -21,6 +21,7 @@ from fleet.db import create_engine, session_factory, upgrade
 from fleet.jobs import JobRegistry
 from fleet.limits import AllowAll, Limiter
 from fleet.logs import get_logger
+from fleet.manager import FleetManager, build_fleet
 from fleet.metrics import GatewayMetrics
 from fleet.nodes import NodeService
 from fleet.pool import NodePool
@@ -52,6 +53,7 @@ class Services:
     jobs: JobRegistry = field(default_factory=JobRegistry)  # run by the leader (serve only)
     redis: Any | None = None  # redis.asyncio.Redis when CIC_REDIS_URL is set
     exit_stack: AsyncExitStack = field(default_factory=AsyncExitStack)
+    fleet: FleetManager | None = None
 
 
 @asynccontextmanager
@@ -77,7 +79,8 @@ async def build_services(
         redis = Redis.from_url(settings.redis_url)
     tenancy = TenancyService(sessions, clock=clock)
     nodes = NodeService(sessions, clock=clock)
-    pool = NodePool(sessions)
+    fleet = build_fleet(settings, sessions, clock)
+    pool = NodePool(fleet.registry, fleet.router, region=settings.region)
     nodes.changed.connect(pool.refresh_soon)
     usage = UsageRecorder(
         engine,
@@ -112,6 +115,8 @@ async def build_services(
             has_node=lambda model: bool(pool.nodes(model)),
         ),
     )
+    services.fleet = fleet
+    services.exit_stack.push_async_callback(fleet.close)
     try:
         async with services.exit_stack as stack:
             if redis is not None:

@@ -62,6 +62,26 @@ class Settings(BaseSettings):
     stripe_api_key: SecretStr | None = None
     stripe_api_base: str | None = None
     stripe_webhook_secret: SecretStr | None = None
+    # Fleet: registry, routing and reconciler.
+    heartbeat_interval: float = Field(default=5.0, gt=0, description="Agent heartbeat period")
+    unhealthy_after_beats: int = Field(default=3, ge=1, description="Missed beats to unhealthy")
+    terminate_after_beats: int = Field(default=10, ge=2, description="Missed beats to terminated")
+    heartbeat_flush_seconds: float = Field(default=1.0, gt=0, description="Heartbeat DB batching")
+    drain_timeout: float = Field(default=300.0, gt=0, description="Drain deadline in seconds")
+    launch_timeout: float = Field(default=900.0, gt=0, description="Launch to ready, at most")
+    reconcile_interval: float = Field(default=10.0, gt=0, description="Reconciler period")
+    reconcile: bool = Field(default=True, description="Run the reconciler in this process")
+    eject_after_failures: int = Field(default=3, ge=1, description="Upstream failures to eject")
+    eject_seconds: float = Field(default=30.0, gt=0, description="Ejection cooldown")
+    cluster_prefix: str = Field(default="cic", pattern=r"^[a-z][a-z0-9]{0,15}$")
+    region: str | None = Field(
+        default=None, description="This replica's region: routing prefers nodes there"
+    )
+    local_engine_command: str | None = Field(
+        default=None,
+        description="Command a local node runs instead of the simulator, e.g. "
+        "'vllm serve {model} --port {port}'",
+    )
 
     @field_validator("home", mode="after")
     @classmethod

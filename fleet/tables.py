@@ -142,10 +142,36 @@ class Node(SQLModel, table=True):
     token_hash: str | None = Field(default=None, max_length=64)
     agent_version: str | None = Field(default=None, max_length=32)
     last_heartbeat_at: datetime | None = _opt_ts()
-    state_changed_at: datetime = _ts()
+    state_changed_at: datetime = _ts(index=True)  # registries refresh what changed since
     drain_deadline: datetime | None = _opt_ts()
     last_error: str | None = Field(default=None, max_length=1024)
     created_at: datetime = _ts()
+    # Fleet manager bookkeeping (managed nodes only): the bootstrap token the agent registers
+    # with (hashed, scoped to this cluster), reconciler progress, and the last load figures
+    # a heartbeat reported (written in batches, so a replica's view lags by a flush).
+    bootstrap_hash: str | None = Field(default=None, max_length=64)
+    phase: str | None = Field(default=None, max_length=32)
+    attempts: int = 0
+    replaces: str | None = Field(default=None, max_length=32)
+    running: int = 0
+    waiting: int = 0
+    kv_cache: float = 0.0
+
+
+class Pool(SQLModel, table=True):
+    """Desired state of one model's fleet: the reconciler makes the nodes match it."""
+
+    __tablename__ = "pools"
+
+    model: str = Field(primary_key=True, max_length=128)
+    provider: str = Field(default="local", max_length=32)
+    regions: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    replicas: int = Field(default=1, ge=0)
+    spot: bool = True
+    gpu: str | None = Field(default=None, max_length=64)
+    routing: str = Field(default="least-loaded", max_length=32)
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
 
 
 class UsageRecord(SQLModel, table=True):

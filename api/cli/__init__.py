@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from api.cli.catalog import audit, models, nodes
+from api.cli.fleet import agent, down, drain, launch, scale, status
 from api.cli.server import db, serve
 from api.cli.tenancy import envs, keys, tenants
 
@@ -20,6 +21,8 @@ def main() -> None:
 
 
 for _command in (serve, db, tenants, envs, keys, models, nodes, audit):
+    main.add_command(_command)
+for _command in (launch, scale, status, drain, down, agent):
     main.add_command(_command)
 
 __all__ = ["main"]

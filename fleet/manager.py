@@ -1,0 +1,92 @@
+"""The fleet manager's parts wired together: registry, router, providers, pool service and
+reconciler, plus the background loops that keep them moving in this process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from fleet.clock import Clock
+from fleet.pools import PoolService
+from fleet.providers.base import Provider
+from fleet.providers.local import LocalProvider
+from fleet.reconciler import Reconciler
+from fleet.registry import Registry
+from fleet.routing import Router
+from fleet.settings import Settings
+
+
+@dataclass
+class FleetManager:
+    registry: Registry
+    router: Router
+    providers: dict[str, Provider]
+    pools: PoolService
+    reconciler: Reconciler
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def add_provider(self, provider: Provider) -> None:
+        """Register another provider (e.g. ``skypilot``) under its ``name``."""
+        self.providers[provider.name] = provider
+
+    async def start(self, *, reconcile: bool = True) -> None:
+        """Load the registry, then run the heartbeat sweeper (and the reconciler when this
+        process is the one that reconciles)."""
+        await self.registry.refresh()
+        self._tasks.append(asyncio.create_task(self.registry.run()))
+        if reconcile:
+            self._tasks.append(asyncio.create_task(self.reconciler.run()))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        with contextlib.suppress(Exception):
+            await self.registry.flush()
+
+
+def build_fleet(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], clock: Clock
+) -> FleetManager:
+    registry = Registry(
+        sessions,
+        clock=clock,
+        heartbeat_interval=settings.heartbeat_interval,
+        unhealthy_after=settings.unhealthy_after_beats,
+        terminate_after=settings.terminate_after_beats,
+        drain_timeout=settings.drain_timeout,
+    )
+    router = Router(
+        registry,
+        clock=clock,
+        eject_after=settings.eject_after_failures,
+        eject_seconds=settings.eject_seconds,
+    )
+    providers: dict[str, Provider] = {
+        "local": LocalProvider(
+            settings.home,
+            control_url=settings.effective_url,
+            prefix=settings.cluster_prefix,
+            engine_command=settings.local_engine_command,
+        )
+    }
+    reconciler = Reconciler(
+        sessions,
+        registry,
+        providers,
+        clock=clock,
+        prefix=settings.cluster_prefix,
+        launch_timeout=settings.launch_timeout,
+        interval=settings.reconcile_interval,
+        router=router,
+    )
+    pools = PoolService(
+        sessions, registry, router, providers=providers, wake=reconciler.wake, clock=clock
+    )
+    return FleetManager(registry, router, providers, pools, reconciler)
