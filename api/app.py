@@ -41,7 +41,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Litestar:
             app.state.admin_token = admin_token
             await gateway.open(services)
             if services.fleet is not None:
-                await services.fleet.start(reconcile=settings.reconcile)
+                await services.fleet.start(reconcile=False)  # the leader reconciles (jobs)
             try:
                 async with leadership(services):
                     yield

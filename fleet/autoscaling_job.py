@@ -12,13 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from fleet.autoscaler import NodeLoad, PoolAutoscaler, PoolSnapshot, ScalingDecision, Zone
 from fleet.clock import SYSTEM_CLOCK, Clock
 from fleet.logs import get_logger
 from fleet.preemptions import ZoneTrouble, place_key
+from fleet.providers.skypilot import DEFAULT_TASKS_DIR
 from fleet.scaling import ScalingService, pool_config
 from fleet.waiter import FirstNodeWaiter
+
+if TYPE_CHECKING:
+    from fleet.services import Services
 
 log = get_logger("cicfleet.autoscaling")
 
@@ -91,3 +96,52 @@ class AutoscalingJob:
                     extra={"model": row.model, "error": f"{type(exc).__name__}: {exc}"[:300]},
                 )
         return decisions
+
+
+def fleet_autoscaling(services: Services) -> AutoscalingJob:
+    """The tick wired to the fleet: node loads from the registry's view (running and waiting
+    from heartbeats), the decision's target applied as the pool's ``replicas`` (the reconciler
+    spreads them over the pool's regions), zones from the SkyPilot task files."""
+    from fleet.providers.skypilot import task_zones
+    from fleet.tables import NodeState, Pool
+
+    fleet = services.fleet
+    assert fleet is not None
+    known = task_zones(services.settings.skypilot_tasks_dir or DEFAULT_TASKS_DIR)
+
+    async def observe(model: str) -> Observation:
+        loads = tuple(
+            NodeLoad(
+                node_id=n.id,
+                region=n.region,
+                zone=n.zone,
+                spot=n.spot,
+                ready=n.state == NodeState.READY,
+                since=n.state_changed_at,
+                running=n.running,
+                queued=n.waiting,
+                notice=n.state == NodeState.DRAINING,
+            )
+            for n in fleet.registry.of_model(model)
+            if n.provider != "static" and n.state not in (NodeState.TERMINATED,)
+        )
+        return Observation(nodes=loads)
+
+    async def apply(decision: ScalingDecision) -> None:
+        async with services.sessions() as session:
+            pool = await session.get(Pool, decision.model)
+        if pool is not None and pool.replicas != decision.target:
+            await fleet.pools.scale(decision.model, decision.target, actor="autoscaler")
+
+    def zones(regions: Sequence[str]) -> list[Zone]:
+        out = [Zone(r, z) for region in regions for r, z in known.get(region, [(region, None)])]
+        return out or [Zone("local")]
+
+    return AutoscalingJob(
+        ScalingService(services.sessions, clock=services.clock),
+        observe,
+        apply,
+        zones,
+        services.waiter,
+        clock=services.clock,
+    )

@@ -51,6 +51,9 @@ class JobRegistry:
     def __iter__(self) -> Any:
         return iter(self._jobs.values())
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._jobs
+
     def names(self) -> list[str]:
         return sorted(self._jobs)
 
@@ -98,6 +101,11 @@ class JobScheduler:
         scheduler.start()
         self._scheduler = scheduler
         log.info("scheduler started", extra={"jobs": self._registry.names()})
+
+    def run_soon(self, name: str) -> None:
+        """Run job ``name`` now instead of at its next interval (when this replica leads)."""
+        if self._scheduler is not None and self._scheduler.get_job(name) is not None:
+            self._scheduler.modify_job(name, next_run_time=datetime.now().astimezone())
 
     async def stop(self) -> None:
         if self._scheduler is not None:

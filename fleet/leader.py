@@ -188,6 +188,18 @@ async def leadership(services: Services) -> AsyncIterator[LeaderElector]:
 
     identity = default_identity()
     scheduler = JobScheduler(services.jobs, services.sessions, identity=identity)
+    fleet = services.fleet
+    if fleet is not None and services.settings.reconcile and "reconciler" not in services.jobs:
+        # The reconciler tick also sweeps stale nodes and completes drains: leader only, and
+        # run at once when something changed (a pool scaled, a spot notice, a node left).
+        services.jobs.register(
+            "reconciler", fleet.reconciler.tick, every=services.settings.reconcile_interval
+        )
+        fleet.reconciler.on_wake = lambda: scheduler.run_soon("reconciler")
+    if fleet is not None and "autoscaler" not in services.jobs:
+        from fleet.autoscaling_job import fleet_autoscaling
+
+        services.jobs.register("autoscaler", fleet_autoscaling(services).tick, every=10.0)
     elector = LeaderElector(
         services.settings.effective_database_url,
         services.sessions,

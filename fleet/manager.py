@@ -13,6 +13,7 @@ from fleet.clock import Clock
 from fleet.pools import PoolService
 from fleet.providers.base import Provider
 from fleet.providers.local import LocalProvider
+from fleet.providers.skypilot import skypilot_provider
 from fleet.reconciler import Reconciler
 from fleet.registry import Registry
 from fleet.routing import Router
@@ -76,6 +77,9 @@ def build_fleet(
             engine_command=settings.local_engine_command,
         )
     }
+    skypilot = skypilot_provider(settings)
+    if skypilot is not None:
+        providers[skypilot.name] = skypilot
     reconciler = Reconciler(
         sessions,
         registry,

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import secrets
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy import select, update
@@ -66,6 +66,7 @@ class Reconciler:
     launch_timeout: float = 900.0
     interval: float = 10.0
     router: Router | None = None
+    on_wake: Callable[[], None] | None = None  # the leader's job scheduler runs a tick soon
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -79,6 +80,8 @@ class Reconciler:
     def wake(self) -> None:
         """Run a tick soon (a pool changed, a node left)."""
         self._wake.set()
+        if self.on_wake is not None:
+            self.on_wake()
 
     async def run(self) -> None:
         """Tick every ``interval`` s or when woken, forever (cancel to stop)."""

@@ -342,3 +342,15 @@ class SkyPilotProvider:
             raise
         except Exception as exc:
             raise map_sky_error(exc, cluster=cluster, tried=tried) from exc
+
+
+def skypilot_provider(settings: Any) -> SkyPilotProvider | None:
+    """The provider when a SkyPilot API server is configured (ours or SkyPilot's own
+    variable), else None; clusters are named ``<CIC_CLUSTER_PREFIX>-...`` by the reconciler."""
+    if not (settings.skypilot_api_server or os.environ.get(SKYPILOT_ENDPOINT_ENV)):
+        return None
+    return SkyPilotProvider(
+        api_server=settings.skypilot_api_server,
+        tasks_dir=settings.skypilot_tasks_dir,
+        cluster_prefix=f"{settings.cluster_prefix}-",
+    )
