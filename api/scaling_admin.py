@@ -50,7 +50,7 @@ class ScalingController(Controller):
     guards = [admin_guard]
     tags = ["admin"]
 
-    @put("/{model:str}")
+    @put("/{model:path}")
     async def set_(
         self,
         state: State,
@@ -59,6 +59,7 @@ class ScalingController(Controller):
         data: JSONBody[ScalingIn],
     ) -> dict[str, Any]:
         svc = _svc(state)
+        model = model.lstrip("/")  # a path parameter, so model names may hold a slash
         await svc.catalog.get_model(model)
         scaling = ScalingService(svc.sessions, clock=svc.clock)
         row = await scaling.set(model, actor=actor(request), **msgspec.structs.asdict(data))
