@@ -155,12 +155,14 @@ class SkyPilotProvider:
         api_server: str | None = None,
         tasks_dir: Path | None = None,
         cluster_prefix: str = DEFAULT_CLUSTER_PREFIX,
+        control_url: str | None = None,
         sdk: Any = None,
         sdk_loader: Callable[[], Any] = _load_sky,
     ) -> None:
         self._api_server = api_server
         self._tasks_dir = tasks_dir or DEFAULT_TASKS_DIR
         self._prefix = cluster_prefix
+        self._control_url = control_url  # what nodes call back; the task file's otherwise
         self._sdk = sdk
         self._sdk_loader = sdk_loader
         self._launching: dict[str, LaunchSpec] = {}
@@ -209,16 +211,26 @@ class SkyPilotProvider:
                 tried=[],
             )
         task.set_resources([r.copy(use_spot=spec.spot) for r in candidates])
-        task.update_envs(
-            {
-                "CIC_MODEL": spec.model,
-                "CIC_NODE_ID": spec.node_id,
-                "CIC_REGION": spec.region,
-                **spec.envs,
-            }
-        )
-        if spec.secrets:
-            task.update_secrets(dict(spec.secrets))
+        token = spec.secrets.get("bootstrap_token")
+        if not token:
+            raise ProviderFailure(f"{spec.cluster}: launch spec has no bootstrap token")
+        # The node agent's own settings (``CIC_AGENT_*``); the token only as a secret.
+        envs = {
+            "CIC_AGENT_MODEL": spec.model,
+            "CIC_AGENT_CLUSTER": spec.cluster,
+            "CIC_AGENT_REGION": spec.region,
+            "CIC_AGENT_SPOT": "true" if spec.spot else "false",
+        }
+        if not spec.spot:
+            envs["CIC_AGENT_INTERRUPTION"] = "none"
+        if spec.zone:
+            envs["CIC_AGENT_ZONE"] = spec.zone
+        if spec.gpu:
+            envs["CIC_AGENT_GPU"] = spec.gpu
+        if self._control_url:
+            envs["CIC_AGENT_CONTROL_URL"] = self._control_url
+        task.update_envs({**envs, **spec.envs})
+        task.update_secrets({"CIC_AGENT_BOOTSTRAP_TOKEN": token})
         return task
 
     # -- Provider protocol -------------------------------------------------------------------
@@ -353,4 +365,5 @@ def skypilot_provider(settings: Any) -> SkyPilotProvider | None:
         api_server=settings.skypilot_api_server,
         tasks_dir=settings.skypilot_tasks_dir,
         cluster_prefix=f"{settings.cluster_prefix}-",
+        control_url=settings.url,
     )

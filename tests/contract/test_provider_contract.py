@@ -5,28 +5,49 @@ Add a factory to PROVIDERS to run another implementation through the same suite.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import asyncio
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from fleet.providers.base import ClusterState, LaunchSpec, Provider
 from tests.doubles.skypilot_sdk import FakeSkySDK
 
+STANDIN = Path(__file__).parents[1] / "e2e" / "standin_engine.py"
 
-def _skypilot() -> tuple[Provider, Any]:
+
+def _skypilot(home: Path) -> Provider:
     from fleet.providers.skypilot import SkyPilotProvider
 
-    sdk = FakeSkySDK()
-    return SkyPilotProvider(sdk=sdk), sdk
+    return SkyPilotProvider(sdk=FakeSkySDK())
 
 
-PROVIDERS: dict[str, Callable[[], tuple[Provider, Any]]] = {"skypilot": _skypilot}
+def _local(home: Path) -> Provider:
+    """Real processes: a stand-in engine and the agent (which retries a closed port)."""
+    from fleet.providers.local import LocalProvider
+
+    return LocalProvider(
+        home,
+        control_url="http://127.0.0.1:9",
+        engine_command=f"{sys.executable} {STANDIN} --port {{port}} --model {{model}}",
+    )
+
+
+PROVIDERS: dict[str, Callable[[Path], Provider]] = {"skypilot": _skypilot, "local": _local}
 
 
 @pytest.fixture(params=sorted(PROVIDERS))
-def provider(request: pytest.FixtureRequest) -> Provider:
-    return PROVIDERS[request.param]()[0]
+def provider(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Provider]:
+    made = PROVIDERS[request.param](tmp_path)
+    yield made
+
+    async def cleanup() -> None:
+        for cluster in await made.status():
+            await made.terminate(cluster.cluster)
+
+    asyncio.run(cleanup())
 
 
 def _spec(n: int = 1) -> LaunchSpec:
@@ -35,7 +56,7 @@ def _spec(n: int = 1) -> LaunchSpec:
         cluster=f"cic-n{n}",
         model="m",
         region="aws-us-east-1",
-        secrets={"CIC_BOOTSTRAP_TOKEN": "t"},
+        secrets={"bootstrap_token": "t"},
     )
 
 

@@ -35,8 +35,8 @@ def spec(n: int = 1, **kw: object) -> LaunchSpec:
         "cluster": f"cic-n{n}",
         "model": "Qwen/Qwen2.5-7B-Instruct",
         "region": "aws-us-east-1",
-        "envs": {"CIC_URL": "https://cp.test"},
-        "secrets": {"CIC_BOOTSTRAP_TOKEN": TOKEN},
+        "envs": {"CIC_AGENT_ADVERTISE_URL": "http://node.test:8000"},
+        "secrets": {"bootstrap_token": TOKEN},
     }
     base.update(kw)
     return LaunchSpec(**base)  # type: ignore[arg-type]
@@ -49,7 +49,7 @@ def sdk() -> FakeSkySDK:
 
 @pytest.fixture
 def provider(sdk: FakeSkySDK) -> SkyPilotProvider:
-    return SkyPilotProvider(sdk=sdk)
+    return SkyPilotProvider(sdk=sdk, control_url="https://cp.test")
 
 
 # -- task files ------------------------------------------------------------------------------
@@ -81,13 +81,14 @@ def test_task_file_has_what_the_provider_relies_on(path: Path) -> None:
     assert len({next(iter(r.accelerators)) for r in resources}) >= 2
     assert all(r.ports == ["8000"] for r in resources)
     # The node's identity comes in as envs; the token only as a declared secret.
-    assert task.envs["CIC_REGION"] == region
-    assert {"CIC_MODEL", "CIC_URL", "CIC_NODE_ID"} <= set(task.envs)
-    assert "CIC_BOOTSTRAP_TOKEN" in raw["secrets"] and raw["secrets"]["CIC_BOOTSTRAP_TOKEN"] is None
-    assert "CIC_BOOTSTRAP_TOKEN" not in task.envs
+    assert task.envs["CIC_AGENT_REGION"] == region
+    assert {"CIC_AGENT_MODEL", "CIC_AGENT_CONTROL_URL", "CIC_AGENT_CLUSTER"} <= set(task.envs)
+    assert task.envs["CIC_AGENT_INTERRUPTION"] == region.split("-")[0]  # aws or gcp notices
+    assert raw["secrets"] == {"CIC_AGENT_BOOTSTRAP_TOKEN": None}
+    assert "CIC_AGENT_BOOTSTRAP_TOKEN" not in task.envs
     # vLLM pinned in setup; run starts vLLM on the model and the agent.
     assert "vllm==" in task.setup
-    assert 'vllm serve "$CIC_MODEL"' in task.run and "cicfleet agent" in task.run
+    assert 'vllm serve "$CIC_AGENT_MODEL"' in task.run and "cicfleet agent" in task.run
 
 
 # -- launch ----------------------------------------------------------------------------------
@@ -101,17 +102,21 @@ async def test_launch_calls_the_sdk_as_on_a_real_cloud(
     assert (up.region, up.zone, up.spot) == ("aws-us-east-1", "us-east-1a", True)
     assert sdk.launches() == [{"cluster_name": "cic-n1", "retry_until_up": False}]
     landed = sdk.clusters["cic-n1"]
-    assert landed.task_envs["CIC_MODEL"] == "Qwen/Qwen2.5-7B-Instruct"
-    assert landed.task_envs["CIC_NODE_ID"] == "n1"
-    assert landed.task_envs["CIC_URL"] == "https://cp.test"
-    assert landed.task_secrets == {"CIC_BOOTSTRAP_TOKEN": TOKEN}
-    assert "CIC_BOOTSTRAP_TOKEN" not in landed.task_envs
+    envs = landed.task_envs
+    assert envs["CIC_AGENT_MODEL"] == "Qwen/Qwen2.5-7B-Instruct"
+    assert envs["CIC_AGENT_CLUSTER"] == "cic-n1"
+    assert envs["CIC_AGENT_CONTROL_URL"] == "https://cp.test"
+    assert envs["CIC_AGENT_SPOT"] == "true" and envs["CIC_AGENT_INTERRUPTION"] == "aws"
+    assert envs["CIC_AGENT_ADVERTISE_URL"] == "http://node.test:8000"
+    assert landed.task_secrets == {"CIC_AGENT_BOOTSTRAP_TOKEN": TOKEN}
+    assert TOKEN not in envs.values()
 
 
 async def test_zone_gpu_and_on_demand_narrow_the_candidates(
     provider: SkyPilotProvider, sdk: FakeSkySDK
 ) -> None:
     up = await provider.launch(spec(zone="us-east-1b", gpu="A10G", spot=False))
+    assert sdk.clusters["cic-n1"].task_envs["CIC_AGENT_INTERRUPTION"] == "none"
     res = sdk.clusters["cic-n1"].resources
     assert (res.zone, res.accelerators, res.use_spot) == ("us-east-1b", {"A10G": 1}, False)
     assert up.spot is False
@@ -219,6 +224,13 @@ async def test_status_lists_only_our_clusters(provider: SkyPilotProvider, sdk: F
     assert [s.cluster for s in await provider.status()] == ["cic-n1"]
     refresh = [kw["refresh"] for name, kw in sdk.calls if name == "status"]
     assert set(refresh) == {sky.StatusRefreshMode.AUTO}
+
+
+async def test_launch_without_a_token_is_an_operator_error(
+    provider: SkyPilotProvider,
+) -> None:
+    with pytest.raises(ProviderFailure):
+        await provider.launch(spec(secrets={}))
 
 
 async def test_unknown_region_is_an_operator_error(provider: SkyPilotProvider) -> None:
