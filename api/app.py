@@ -12,6 +12,7 @@ from litestar.config.cors import CORSConfig
 from litestar.openapi import OpenAPIConfig
 
 from api.admin import ADMIN_CONTROLLERS
+from api.admin_limits import LIMITS_CONTROLLERS
 from api.errors import EXCEPTION_HANDLERS
 from api.fleet_admin import FleetController
 from api.health import health, ready
@@ -59,6 +60,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Litestar:
             NodeController,
             heartbeat,
             FleetController,
+            *LIMITS_CONTROLLERS,
         ],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,

@@ -4,18 +4,11 @@ tenant and key, ready for an OpenAI client the moment it starts."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import socket
-import subprocess
-import sys
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 
 import click
-import httpx
 
 from fleet import NotFound, Settings, build_services, get_logger, hash_key
 
@@ -28,61 +21,33 @@ DEMO_NODES = 2
 
 @dataclass
 class Demo:
+    """What the demo leaves running beside the server: its local GPU nodes."""
+
+    settings: Settings
     key: str
-    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def close(self) -> None:
-        for proc in self.processes:
-            proc.terminate()
-        for proc in self.processes:
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        """Stop the demo's local nodes with the server: a demo leaves no processes behind.
+        The next start finds the clusters gone and the reconciler launches fresh ones."""
+        from fleet.providers.local import LocalProvider
+
+        provider = LocalProvider(
+            self.settings.home,
+            control_url=self.settings.effective_url,
+            prefix=self.settings.cluster_prefix,
+        )
+
+        async def stop_all() -> None:
+            for cluster in await provider.status():
+                await provider.terminate(cluster.cluster)
+
+        asyncio.run(stop_all())
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _start_simulator(port: int, home: Path, index: int) -> subprocess.Popen[bytes]:
-    logfile = open(home / f"demo-node-{index}.log", "ab")
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "agent.simulator",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--model",
-            DEMO_MODEL,
-        ],
-        stdout=logfile,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def _wait_healthy(url: str, deadline_s: float = 20.0) -> None:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        try:
-            if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"simulated node at {url} did not become healthy")
-
-
-async def _provision(settings: Settings, node_urls: list[str]) -> str:
-    """Model, tenant, key and nodes for the demo; reuses the key across restarts."""
+async def _provision(settings: Settings) -> str:
+    """Model, tenant, key and a pool of local nodes for the demo; reuses the key across
+    restarts. The pool is desired state: the server's reconciler launches the nodes."""
     key_file = settings.home / "demo_key"
-    nodes_file = settings.home / "demo_nodes.json"
     async with build_services(settings) as svc:
         if DEMO_MODEL not in await svc.catalog.models():
             await svc.catalog.create_model(
@@ -103,35 +68,23 @@ async def _provision(settings: Settings, node_urls: list[str]) -> str:
             fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as fh:
                 fh.write(key + "\n")
-        old = json.loads(nodes_file.read_text()) if nodes_file.exists() else []
-        for node_id in old:
-            try:
-                await svc.nodes.remove(node_id, actor="demo")
-            except NotFound:
-                pass
-        new = [(await svc.nodes.add_static(DEMO_MODEL, url, actor="demo")).id for url in node_urls]
-        nodes_file.write_text(json.dumps(new))
+        status = await svc.fleet.pools.status(DEMO_MODEL)
+        if not status.get("pools"):
+            await svc.fleet.pools.launch(
+                DEMO_MODEL, replicas=DEMO_NODES, provider="local", actor="demo"
+            )
     return key
 
 
 def start_demo(settings: Settings) -> Demo:
-    """Start simulated nodes, provision the demo tenant, print how to call the endpoint."""
+    """Provision the demo tenant and its local nodes, print how to call the endpoint."""
     settings.home.mkdir(parents=True, exist_ok=True)
-    ports = [_free_port() for _ in range(DEMO_NODES)]
-    procs = [_start_simulator(p, settings.home, i) for i, p in enumerate(ports)]
-    demo = Demo(key="", processes=procs)
-    try:
-        urls = [f"http://127.0.0.1:{p}" for p in ports]
-        for url in urls:
-            _wait_healthy(url)
-        demo.key = asyncio.run(_provision(settings, urls))
-    except BaseException:
-        demo.close()
-        raise
+    demo = Demo(settings=settings, key=asyncio.run(_provision(settings)))
     base = f"{settings.effective_url}/v1"
     click.echo(
-        "\ncicfleet demo: embedded control plane with "
-        f"{DEMO_NODES} simulated GPU nodes serving '{DEMO_MODEL}'\n\n"
+        "\ncicfleet demo: embedded control plane launching "
+        f"{DEMO_NODES} simulated GPU nodes for '{DEMO_MODEL}' (ready in a few seconds; "
+        "`cicfleet status` shows them)\n\n"
         f"OPENAI_BASE_URL={base}\nOPENAI_API_KEY={demo.key}\n\n"
         f"curl {base}/chat/completions -H 'Authorization: Bearer {demo.key}' "
         "-H 'Content-Type: application/json' "

@@ -18,6 +18,7 @@ place and the official ``openai`` client raises the exception OpenAI itself woul
     ├── RateLimited (429)        retry after ``retry_after`` seconds
     │   └── QuotaExceeded        daily quota or credit gone: retrying soon will not help
     ├── NoCapacity (503)         no node serves the model right now; retry later
+    │   └── LimitsUnavailable    Redis is down and limits fail closed
     └── UpstreamError (502)      a GPU node failed
         └── UpstreamTimeout (504)
 """
@@ -146,6 +147,12 @@ class NoCapacity(CicError):
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
         self.retry_after = retry_after
         self.headers.setdefault("retry-after", str(max(1, round(retry_after + 0.499))))
+
+
+class LimitsUnavailable(NoCapacity):
+    """Raised when the limits store is down and ``CIC_LIMITS_ON_REDIS_ERROR=closed``."""
+
+    code = "limits_unavailable"
 
 
 class UpstreamError(CicError):

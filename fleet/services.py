@@ -19,7 +19,8 @@ from fleet.catalog import CatalogService
 from fleet.clock import SYSTEM_CLOCK, Clock
 from fleet.db import create_engine, session_factory, upgrade
 from fleet.jobs import JobRegistry
-from fleet.limits import AllowAll, Limiter
+from fleet.limits import Limiter, LimitResolver, build_limiter
+from fleet.limits.service import LimitsService
 from fleet.logs import get_logger
 from fleet.manager import FleetManager, build_fleet
 from fleet.metrics import GatewayMetrics
@@ -45,6 +46,7 @@ class Services:
     catalog: CatalogService
     nodes: NodeService
     limiter: Limiter
+    limits: LimitsService
     auth: KeyAuth
     pool: NodePool
     usage: UsageSink
@@ -72,6 +74,8 @@ async def build_services(
         await upgrade(url)
     engine = create_engine(url)
     sessions = session_factory(engine)
+    resolver = LimitResolver(sessions, clock=clock, refresh_seconds=settings.limits_refresh_seconds)
+    metrics = GatewayMetrics()
     redis = None
     if settings.redis_url:
         from redis.asyncio import Redis
@@ -95,7 +99,8 @@ async def build_services(
         tenancy=tenancy,
         catalog=CatalogService(sessions, clock=clock),
         nodes=nodes,
-        limiter=AllowAll(),
+        limiter=build_limiter(settings, resolver, clock=clock, registry=metrics.registry),
+        limits=LimitsService(sessions, resolver, clock=clock),
         auth=KeyAuth(
             tenancy,
             clock=clock,
@@ -105,7 +110,7 @@ async def build_services(
         ),
         pool=pool,
         usage=usage,
-        metrics=GatewayMetrics(),
+        metrics=metrics,
         redis=redis,
         waiter=FirstNodeWaiter(
             max_waiting=settings.queue_wait_max,
@@ -131,6 +136,7 @@ async def build_services(
             stack.push_async_callback(_cancel, watch)
             yield services
     finally:
+        await services.limiter.close()
         await engine.dispose()
 
 

@@ -62,6 +62,22 @@ class Settings(BaseSettings):
     stripe_api_key: SecretStr | None = None
     stripe_api_base: str | None = None
     stripe_webhook_secret: SecretStr | None = None
+    limits_on_redis_error: Literal["open", "closed"] = Field(
+        default="open",
+        description="Redis down: 'open' limits per replica in process, 'closed' answers 503",
+    )
+    replicas: int = Field(
+        default=1, ge=1, description="Control-plane replicas; fail-open limits divide by it"
+    )
+    limits_lease_seconds: float = Field(
+        default=30.0, ge=1, description="A dead replica's concurrency slots return after this"
+    )
+    limits_refresh_seconds: float = Field(
+        default=5.0, ge=0, description="How soon other replicas see a changed limit"
+    )
+    limits_redis_timeout: float = Field(
+        default=2.0, gt=0, description="Longest wait on Redis before limits fail open/closed"
+    )
     # Fleet: registry, routing and reconciler.
     heartbeat_interval: float = Field(default=5.0, gt=0, description="Agent heartbeat period")
     unhealthy_after_beats: int = Field(default=3, ge=1, description="Missed beats to unhealthy")

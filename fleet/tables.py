@@ -214,6 +214,38 @@ class AuditLog(SQLModel, table=True):
     request_id: str | None = Field(default=None, sa_type=String(64))
 
 
+class PlanLimit(SQLModel, table=True):
+    """A plan's default limits for one layer (``tenant``, ``environment`` or ``key``) of every
+    tenant on the plan; a null figure means no limit from the plan."""
+
+    __tablename__ = "plan_limits"
+
+    plan: str = Field(primary_key=True, max_length=32)
+    layer: str = Field(primary_key=True, max_length=16)
+    rpm: int | None = Field(default=None, sa_type=BigInteger)
+    tpm: int | None = Field(default=None, sa_type=BigInteger)
+    rpd: int | None = Field(default=None, sa_type=BigInteger)
+    tpd: int | None = Field(default=None, sa_type=BigInteger)
+    concurrency: int | None = None
+    updated_at: datetime = _ts()
+
+
+class LimitOverride(SQLModel, table=True):
+    """Limits set for one global / tenant / environment / key layer on top of the plan: a null
+    figure inherits, -1 lifts the plan's limit. ``target_id`` is ``""`` for the global layer."""
+
+    __tablename__ = "limit_overrides"
+
+    layer: str = Field(primary_key=True, max_length=16)
+    target_id: str = Field(primary_key=True, max_length=32)
+    rpm: int | None = Field(default=None, sa_type=BigInteger)
+    tpm: int | None = Field(default=None, sa_type=BigInteger)
+    rpd: int | None = Field(default=None, sa_type=BigInteger)
+    tpd: int | None = Field(default=None, sa_type=BigInteger)
+    concurrency: int | None = None
+    updated_at: datetime = _ts()
+
+
 metadata = SQLModel.metadata
 
 

@@ -11,6 +11,7 @@ import click
 
 from api.cli.catalog import audit, models, nodes
 from api.cli.fleet import agent, down, drain, launch, scale, status
+from api.cli.limits import limits, plans
 from api.cli.server import db, serve
 from api.cli.tenancy import envs, keys, tenants
 
@@ -21,6 +22,8 @@ def main() -> None:
 
 
 for _command in (serve, db, tenants, envs, keys, models, nodes, audit):
+    main.add_command(_command)
+for _command in (limits, plans):
     main.add_command(_command)
 for _command in (launch, scale, status, drain, down, agent):
     main.add_command(_command)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import sys
+
 import click
 
 from api.cli.common import settings_or_exit
@@ -24,6 +27,9 @@ def serve(demo: bool) -> None:
         from api.demo import start_demo
 
         demo_nodes = start_demo(settings)
+        # uvicorn re-raises SIGTERM after its graceful shutdown; with the default handler that
+        # kills the process before `finally`, so the demo's nodes would outlive it.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
     finally:

@@ -101,15 +101,30 @@ def keys() -> None:
 @click.option("--env", "environment", default="prod", show_default=True)
 @click.option("--name", default="")
 @click.option("--expires-in-days", type=click.IntRange(min=1), default=None)
+@click.option("--rpm", type=click.IntRange(min=1), help="This key's requests per minute.")
+@click.option("--tpm", type=click.IntRange(min=1), help="This key's tokens per minute.")
+@click.option("--concurrency", type=click.IntRange(min=1), help="This key's concurrent requests.")
 @json_option
 def keys_create(
-    tenant: str, environment: str, name: str, expires_in_days: int | None, as_json: bool
+    tenant: str,
+    environment: str,
+    name: str,
+    expires_in_days: int | None,
+    rpm: int | None,
+    tpm: int | None,
+    concurrency: int | None,
+    as_json: bool,
 ) -> None:
     """Create a key; its plaintext is printed now and never again."""
     body: dict[str, object] = {"environment": environment, "name": name}
     if expires_in_days:
         body["expires_at"] = (datetime.now(UTC) + timedelta(days=expires_in_days)).isoformat()
-    created = client().post(f"/admin/tenants/{tenant}/keys", json=body)
+    admin = client()
+    created = admin.post(f"/admin/tenants/{tenant}/keys", json=body)
+    limits = {k: v for k, v in (("rpm", rpm), ("tpm", tpm), ("concurrency", concurrency)) if v}
+    if limits:
+        admin.put("/admin/limits", json={"key": created["id"], **limits})
+        created["limits"] = limits
     if as_json:
         emit(created, as_json=True)
         return

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from fleet.keys import KeyInfo
+from fleet.limits.counters import Check
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,11 +23,14 @@ class LimitRequest:
 
 @dataclass(slots=True)
 class Admission:
-    """A granted reservation; ``headers`` are OpenAI's ``x-ratelimit-*`` for the response."""
+    """A granted reservation; ``headers`` are OpenAI's ``x-ratelimit-*`` for the response.
+    ``checks`` is what was reserved, so ``release`` corrects exactly those counters."""
 
     request: LimitRequest
     lease_id: str = ""
     headers: dict[str, str] = field(default_factory=dict)
+    checks: tuple[Check, ...] = ()
+    released: bool = False
 
 
 class Limiter(Protocol):
@@ -40,16 +44,3 @@ class Limiter(Protocol):
         ...
 
     async def close(self) -> None: ...
-
-
-class AllowAll:
-    """A limiter that admits everything (no limits configured)."""
-
-    async def acquire(self, request: LimitRequest) -> Admission:
-        return Admission(request=request)
-
-    async def release(self, admission: Admission, *, used_tokens: int) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None

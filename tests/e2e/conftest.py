@@ -88,7 +88,7 @@ async def _seed(env: dict[str, str], node_urls: list[str]) -> tuple[str, str]:
     settings = load_settings(home=env["CIC_HOME"], database_url=env["CIC_DATABASE_URL"])
     async with build_services(settings, migrate=True) as svc:
         await svc.catalog.create_model(MODEL, context_length=4096, actor="test")
-        await svc.tenancy.create_tenant("acme", actor="test")
+        await svc.tenancy.create_tenant("acme", plan="pro", actor="test")  # limits out of the way
         _, key = await svc.tenancy.create_key("acme", actor="test")
         await svc.tenancy.create_tenant("late-payer", actor="test")
         _, suspended = await svc.tenancy.create_key("late-payer", actor="test")

@@ -62,7 +62,8 @@ class ControlPlane:
         log = (home / "control.log").open("ab")
         self.proc = subprocess.Popen([CICFLEET, "serve"], env=self.env, stdout=log, stderr=log)
         wait_for(self._up, 30, "control plane")
-        self.http.post("/admin/tenants/", json={"name": "acme"}).raise_for_status()
+        # the pro plan: the free plan's 4 concurrent requests would get in the way here
+        self.http.post("/admin/tenants/", json={"name": "acme", "plan": "pro"}).raise_for_status()
         created = self.http.post("/admin/tenants/acme/keys", json={})
         created.raise_for_status()
         self.key = created.json()["key"]
