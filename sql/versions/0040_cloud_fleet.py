@@ -1,7 +1,7 @@
 """pool autoscaling knobs, job runs, leader lease
 
 Revision ID: 0040
-Revises: 0020
+Revises: 0010
 Create Date: 2026-11-26 16:40:00.000000
 """
 
@@ -15,7 +15,7 @@ import fleet.types
 
 
 revision: str = '0040'
-down_revision: str | None = '0020'
+down_revision: str | None = '0010'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
