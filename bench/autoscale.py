@@ -435,7 +435,7 @@ class CicDriver:
         for n in known:
             if not noticed(n):
                 have.setdefault((n.cz.zone.key, n.spot), []).append(n)
-        for key in set(want) | set(have):
+        for key in sorted(set(want) | set(have)):
             nodes = sorted(have.get(key, []), key=lambda n: (n.ready_at <= t, n.id))
             extra = len(nodes) - want.get(key, 0)
             for n in nodes[: max(0, extra)]:
