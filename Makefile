@@ -11,7 +11,7 @@ CIC_PORT ?= 8080
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,skypilot]'
 	touch $(STAMP)
 
 setup: $(STAMP)

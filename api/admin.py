@@ -14,6 +14,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from api import admin_views as views
 from api.guards import actor, admin_guard
+from api.scaling_admin import SCALING_ADMIN_CONTROLLERS
 from fleet import Services, TenantStatus
 from fleet.audit import recent
 
@@ -281,3 +282,6 @@ ADMIN_CONTROLLERS = [
     NodeController,
     AuditController,
 ]
+
+# Scaling knobs and the jobs report live in their own module; registered with the rest.
+ADMIN_CONTROLLERS += SCALING_ADMIN_CONTROLLERS

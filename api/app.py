@@ -24,6 +24,7 @@ from api.request_id import request_id_middleware
 from fleet import Clock, Settings, build_services
 from fleet.admin_token import ensure_admin_token
 from fleet.clock import SYSTEM_CLOCK
+from fleet.leader import leadership
 
 
 class ControlPlaneApp(Litestar):
@@ -63,13 +64,14 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Litestar:
             app.state.admin_token = admin_token
             await gateway.open(services)
             if services.fleet is not None:
-                await services.fleet.start(reconcile=settings.reconcile)
+                await services.fleet.start()
             # Everything loaded so far lives as long as the process: keep the collector from
             # walking it again and again (measured: ~20% of the proxy's CPU per request).
             gc.collect()
             gc.freeze()
             try:
-                yield
+                async with leadership(services):
+                    yield
             finally:
                 await gateway.close()
 

@@ -295,6 +295,9 @@ class Gateway:
         last: CicError | None = None
         for _ in range(2):
             node = svc.pool.pick(model, tried)
+            if node is None and not tried and svc.waiter.expects(model):
+                await svc.waiter.wait(model)  # scaling from zero: 503 beyond its bounds
+                node = svc.pool.pick(model, tried)
             if node is None:
                 break
             tried += (node.id,)

@@ -13,6 +13,7 @@ from fleet.clock import Clock
 from fleet.pools import PoolService
 from fleet.providers.base import Provider
 from fleet.providers.local import LocalProvider
+from fleet.providers.skypilot import skypilot_provider
 from fleet.reconciler import Reconciler
 from fleet.registry import Registry
 from fleet.routing import Router
@@ -32,13 +33,11 @@ class FleetManager:
         """Register another provider (e.g. ``skypilot``) under its ``name``."""
         self.providers[provider.name] = provider
 
-    async def start(self, *, reconcile: bool = True) -> None:
-        """Load the registry, then run the heartbeat sweeper (and the reconciler when this
-        process is the one that reconciles)."""
+    async def start(self) -> None:
+        """Load the registry and run the heartbeat sweeper. The reconciler is not started
+        here: it runs as a job of the elected leader only (fleet/leader.py)."""
         await self.registry.refresh()
         self._tasks.append(asyncio.create_task(self.registry.run()))
-        if reconcile:
-            self._tasks.append(asyncio.create_task(self.reconciler.run()))
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -76,6 +75,9 @@ def build_fleet(
             engine_command=settings.local_engine_command,
         )
     }
+    skypilot = skypilot_provider(settings)
+    if skypilot is not None:
+        providers[skypilot.name] = skypilot
     reconciler = Reconciler(
         sessions,
         registry,
@@ -83,7 +85,6 @@ def build_fleet(
         clock=clock,
         prefix=settings.cluster_prefix,
         launch_timeout=settings.launch_timeout,
-        interval=settings.reconcile_interval,
         router=router,
     )
     pools = PoolService(

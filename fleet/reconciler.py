@@ -20,10 +20,9 @@ plane resumes where it stood:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy import select, update
@@ -64,9 +63,8 @@ class Reconciler:
     clock: Clock = SYSTEM_CLOCK
     prefix: str = "cic"
     launch_timeout: float = 900.0
-    interval: float = 10.0
     router: Router | None = None
-    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    on_wake: Callable[[], None] | None = None  # the leader's job scheduler runs a tick soon
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
@@ -74,24 +72,12 @@ class Reconciler:
 
     def _on_state_change(self, node: NodeView, old: NodeState) -> None:
         if node.provider != "static" and node.state in (NodeState.DRAINING, NodeState.TERMINATED):
-            self._wake.set()
+            self.wake()
 
     def wake(self) -> None:
         """Run a tick soon (a pool changed, a node left)."""
-        self._wake.set()
-
-    async def run(self) -> None:
-        """Tick every ``interval`` s or when woken, forever (cancel to stop)."""
-        while True:
-            try:
-                await self.tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("reconciler tick failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
-            self._wake.clear()
+        if self.on_wake is not None:
+            self.on_wake()
 
     async def tick(self) -> None:
         """One level-triggered pass over every pool and every managed node."""

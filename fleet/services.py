@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -16,6 +18,7 @@ from fleet.auth import KeyAuth, invalidation_channel
 from fleet.catalog import CatalogService
 from fleet.clock import SYSTEM_CLOCK, Clock
 from fleet.db import create_engine, session_factory, upgrade
+from fleet.jobs import JobRegistry
 from fleet.limits import Limiter, LimitResolver, build_limiter
 from fleet.limits.service import LimitsService
 from fleet.logs import get_logger
@@ -23,10 +26,12 @@ from fleet.manager import FleetManager, build_fleet
 from fleet.metrics import GatewayMetrics
 from fleet.nodes import NodeService
 from fleet.pool import NodePool
+from fleet.scaling import ScalingService
 from fleet.settings import Settings
 from fleet.tenancy import TenancyService
 from fleet.usage import UsageSink
 from fleet.usage_recorder import UsageRecorder
+from fleet.waiter import FirstNodeWaiter
 
 log = get_logger("cicfleet.services")
 
@@ -46,6 +51,8 @@ class Services:
     pool: NodePool
     usage: UsageSink
     metrics: GatewayMetrics
+    waiter: FirstNodeWaiter = field(default_factory=FirstNodeWaiter)
+    jobs: JobRegistry = field(default_factory=JobRegistry)  # run by the leader (serve only)
     redis: Any | None = None  # redis.asyncio.Redis when CIC_REDIS_URL is set
     exit_stack: AsyncExitStack = field(default_factory=AsyncExitStack)
     fleet: FleetManager | None = None
@@ -105,6 +112,13 @@ async def build_services(
         usage=usage,
         metrics=metrics,
         redis=redis,
+        waiter=FirstNodeWaiter(
+            max_waiting=settings.queue_wait_max,
+            timeout=settings.queue_wait_seconds,
+            retry_after=settings.retry_after_seconds,
+            clock=clock,
+            has_node=lambda model: bool(pool.nodes(model)),
+        ),
     )
     services.fleet = fleet
     services.exit_stack.push_async_callback(fleet.close)
@@ -118,7 +132,15 @@ async def build_services(
             stack.push_async_callback(usage.close)
             await services.auth.start()
             stack.push_async_callback(services.auth.close)
+            watch = asyncio.create_task(ScalingService(sessions).watch(services.waiter))
+            stack.push_async_callback(_cancel, watch)
             yield services
     finally:
         await services.limiter.close()
         await engine.dispose()
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

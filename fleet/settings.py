@@ -41,6 +41,22 @@ class Settings(BaseSettings):
     upstream_connect_timeout: float = Field(default=5.0, gt=0)
     upstream_timeout: float = Field(default=600.0, gt=0, description="Whole-request read bound")
     retry_after_seconds: int = Field(default=5, ge=1, description="Retry-After when no node")
+    skypilot_api_server: str | None = Field(
+        default=None, description="SkyPilot API server the skypilot provider talks to"
+    )
+    skypilot_tasks_dir: Path | None = Field(
+        default=None, description="Directory of per-region SkyPilot task YAMLs (tasks/ default)"
+    )
+    leader_lock_id: int = Field(
+        default=0x0C1CF1EE7, description="PostgreSQL advisory lock key of the leader election"
+    )
+    leader_retry_seconds: float = Field(default=1.0, gt=0, le=60)
+    queue_wait_seconds: float = Field(
+        default=120.0, ge=0, description="How long a request waits for a pool's first node"
+    )
+    queue_wait_max: int = Field(
+        default=256, ge=0, description="Requests that may wait at once for a pool's first node"
+    )
     usage_flush_seconds: float = Field(default=0.5, gt=0)
     usage_batch_size: int = Field(default=2000, ge=1)
     stripe_api_key: SecretStr | None = None

@@ -247,3 +247,52 @@ class LimitOverride(SQLModel, table=True):
 
 
 metadata = SQLModel.metadata
+
+
+class PoolScaling(SQLModel, table=True):
+    """Autoscaling knobs of one model's pool, set by ``cicfleet scale``; the autoscaler reads
+    them every tick, so a change applies without a restart."""
+
+    __tablename__ = "pool_scaling"
+
+    model: str = Field(primary_key=True, max_length=128)
+    policy: str | None = Field(default=None, max_length=32)
+    min_replicas: int = Field(default=0, ge=0)
+    max_replicas: int = Field(default=1, ge=0)
+    target: float = Field(default=16.0, gt=0)
+    ttft_slo_ms: int = Field(default=2000, ge=1)
+    upscale_delay_s: float = Field(default=20.0, ge=0)
+    downscale_delay_s: float = Field(default=600.0, ge=0)
+    use_spot: bool = True
+    base_on_demand: int = Field(default=0, ge=0)
+    dynamic_on_demand: bool = True
+    regions: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    updated_at: datetime = _ts()
+
+
+class JobRun(SQLModel, table=True):
+    """Last run of each scheduled job, as the leader ran it (``cicfleet status --jobs``)."""
+
+    __tablename__ = "job_runs"
+
+    name: str = Field(primary_key=True, max_length=64)
+    leader: str | None = Field(default=None, max_length=128)
+    runs: int = 0
+    failures: int = 0
+    last_started_at: datetime | None = _opt_ts()
+    last_finished_at: datetime | None = _opt_ts()
+    last_ok: bool | None = None
+    last_error: str | None = Field(default=None, max_length=1024)
+    last_duration_ms: float | None = None
+
+
+class LeaderLease(SQLModel, table=True):
+    """Who leads the control-plane replicas. The lock itself is a PostgreSQL advisory lock;
+    this row only tells operators who holds it and since when."""
+
+    __tablename__ = "leader_lease"
+
+    id: int = Field(default=1, primary_key=True)
+    holder: str = Field(max_length=128)
+    acquired_at: datetime = _ts()
+    renewed_at: datetime = _ts()

@@ -61,23 +61,88 @@ def launch(
     emit(client().post("/admin/fleet/pools", json=body), as_json=as_json, columns=POOL_COLUMNS[:7])
 
 
+SCALING_COLUMNS = (
+    "model",
+    "policy",
+    "min_replicas",
+    "max_replicas",
+    "target",
+    "ttft_slo_ms",
+    "upscale_delay_s",
+    "downscale_delay_s",
+    "use_spot",
+    "base_on_demand",
+)
+JOB_COLUMNS = ("name", "leader", "runs", "failures", "last_started_at", "last_ok", "last_error")
+
+
 @click.command()
 @click.argument("model")
-@click.option("--replicas", type=click.IntRange(min=0), required=True)
+@click.option("--replicas", type=click.IntRange(min=0), default=None, help="Fixed replicas.")
+@click.option("--min", "min_replicas", type=click.IntRange(min=0), default=None)
+@click.option("--max", "max_replicas", type=click.IntRange(min=0), default=None)
+@click.option(
+    "--target",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Per node: requests in flight (llm-load) or requests/s (request-rate).",
+)
+@click.option("--policy", default=None, help="Scaling policy (default: llm-load).")
+@click.option("--ttft-slo-ms", type=click.IntRange(min=1), default=None)
+@click.option("--base-on-demand", type=click.IntRange(min=0), default=None)
+@click.option("--spot/--on-demand", "use_spot", default=None)
 @json_option
-def scale(model: str, replicas: int, as_json: bool) -> None:
-    """Set MODEL's pool to a fixed number of replicas."""
-    data = client().patch(
-        f"/admin/fleet/pools/{quote(model, safe='')}", json={"replicas": replicas}
-    )
-    emit(data, as_json=as_json, columns=POOL_COLUMNS[:7])
+def scale(
+    model: str,
+    replicas: int | None,
+    min_replicas: int | None,
+    max_replicas: int | None,
+    target: float | None,
+    policy: str | None,
+    ttft_slo_ms: int | None,
+    base_on_demand: int | None,
+    use_spot: bool | None,
+    as_json: bool,
+) -> None:
+    """Set MODEL's pool to a fixed number of replicas, or autoscale it between --min and
+    --max on load (--target per node)."""
+    knobs = {
+        "min_replicas": min_replicas,
+        "max_replicas": max_replicas,
+        "target": target,
+        "policy": policy,
+        "ttft_slo_ms": ttft_slo_ms,
+        "base_on_demand": base_on_demand,
+        "use_spot": use_spot,
+    }
+    knobs = {k: v for k, v in knobs.items() if v is not None}
+    if replicas is None and not knobs:
+        fail("give --replicas, or autoscaling settings (--min, --max, --target, ...)")
+    if replicas is not None:
+        data = client().patch(
+            f"/admin/fleet/pools/{quote(model, safe='')}", json={"replicas": replicas}
+        )
+        emit(data, as_json=as_json, columns=POOL_COLUMNS[:7])
+    if knobs:
+        data = client().put(f"/admin/scaling/{quote(model, safe='')}", json=knobs)
+        emit(data, as_json=as_json, columns=SCALING_COLUMNS)
 
 
 @click.command()
 @click.argument("model", required=False)
+@click.option("--jobs", "jobs", is_flag=True, help="The leader and each scheduled job's last run.")
 @json_option
-def status(model: str | None, as_json: bool) -> None:
+def status(model: str | None, jobs: bool, as_json: bool) -> None:
     """Pools and their nodes: state, place, load, in-flight, age, price per hour."""
+    if jobs:
+        report = client().get("/admin/jobs")
+        if as_json:
+            emit(report, as_json=True)
+            return
+        leader = report["leader"] or {"holder": "-", "since": "-"}
+        click.echo(f"leader: {leader['holder']} since {leader['since']}")
+        emit(report["jobs"], as_json=False, columns=JOB_COLUMNS, title="jobs")
+        return
     data = client().get("/admin/fleet/status", params={"model": model} if model else None)
     if as_json:
         emit(data, as_json=True)

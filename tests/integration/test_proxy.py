@@ -7,6 +7,7 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 import pytest
@@ -109,6 +110,7 @@ class Plane:
     limiter: CountingLimiter
     sink: ListSink
     http: aiohttp.ClientSession
+    app: Any = None
 
     async def chat(self, *, raw: bytes | None = None, **body: object) -> aiohttp.ClientResponse:
         payload = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], **body}
@@ -141,7 +143,7 @@ async def plane_with(services, node_urls: list[str], **overrides: object) -> Asy
     app.state.services.usage = sink
     try:
         async with aiohttp.ClientSession() as http:
-            yield Plane(f"http://127.0.0.1:{port}", key, limiter, sink, http)
+            yield Plane(f"http://127.0.0.1:{port}", key, limiter, sink, http, app)
     finally:
         server.should_exit = True
         await task
