@@ -205,9 +205,11 @@ async def test_spot_notice_drains_and_launches_a_replacement_at_once(fleet: Flee
     await fleet.pools.launch("m", replicas=1, actor="t")
     await fleet.reconciler.tick()
     ((node_id, token),) = (await fleet.register_all()).items()
+    woken: list[bool] = []
+    fleet.reconciler.on_wake = lambda: woken.append(True)  # the leader's scheduler hook
     await fleet.registry.notice(node_id, token, kind="aws-spot", deadline=None)
     assert fleet.registry.get(node_id).state is NodeState.DRAINING
-    assert fleet.reconciler._wake.is_set()  # the loop runs a tick right away
+    assert woken  # the leader runs a tick right away
     await fleet.reconciler.tick()
     fresh = [n for n in fleet.registry.nodes.values() if n.id != node_id]
     assert len(fresh) == 1 and fresh[0].replaces == node_id
