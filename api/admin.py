@@ -61,6 +61,14 @@ def _svc(state: State) -> Services:
     return state.services  # type: ignore[no-any-return]
 
 
+async def _set_status(
+    state: State, request: Request[Any, Any, Any], tenant: str, status: TenantStatus
+) -> dict[str, Any]:
+    """Suspend, restore and delete are one audited status change."""
+    t = await _svc(state).tenancy.set_tenant_status(tenant, status, actor=actor(request))
+    return views.tenant(t)
+
+
 class TenantController(Controller):
     path = "/admin/tenants"
     guards = [admin_guard]
@@ -85,28 +93,19 @@ class TenantController(Controller):
     async def suspend(
         self, state: State, request: Request[Any, Any, Any], tenant: FromPath[str]
     ) -> dict[str, Any]:
-        t = await _svc(state).tenancy.set_tenant_status(
-            tenant, TenantStatus.SUSPENDED, actor=actor(request)
-        )
-        return views.tenant(t)
+        return await _set_status(state, request, tenant, TenantStatus.SUSPENDED)
 
     @post("/{tenant:str}/restore", status_code=200)
     async def restore(
         self, state: State, request: Request[Any, Any, Any], tenant: FromPath[str]
     ) -> dict[str, Any]:
-        t = await _svc(state).tenancy.set_tenant_status(
-            tenant, TenantStatus.ACTIVE, actor=actor(request)
-        )
-        return views.tenant(t)
+        return await _set_status(state, request, tenant, TenantStatus.ACTIVE)
 
     @delete("/{tenant:str}", status_code=200)
     async def remove(
         self, state: State, request: Request[Any, Any, Any], tenant: FromPath[str]
     ) -> dict[str, Any]:
-        t = await _svc(state).tenancy.set_tenant_status(
-            tenant, TenantStatus.DELETED, actor=actor(request)
-        )
-        return views.tenant(t)
+        return await _set_status(state, request, tenant, TenantStatus.DELETED)
 
     @post("/{tenant:str}/environments")
     async def create_environment(

@@ -22,7 +22,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.processes import free_port, wait_port  # noqa: E402
+
 BIN = Path(sys.executable).parent
 MODEL = "bench-llm"
 CONCURRENCY = (1, 32, 128)
@@ -121,31 +124,11 @@ def run_fake_node(port: int) -> None:
 # -- processes -------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"process exited early: {proc.args}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"port {port} not answering")
-
-
 def pinned(cpu: str, argv: list[str]) -> list[str]:
     return ["taskset", "-c", cpu, *argv] if shutil.which("taskset") else argv
 
 
 async def seed(env: dict[str, str], node_url: str) -> str:
-    sys.path.insert(0, str(ROOT))
     import logging
 
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -276,7 +259,7 @@ def bench_server(server: str, args: argparse.Namespace, node_url: str, tmp: Path
     key = asyncio.run(seed(env, node_url))
     proxy = subprocess.Popen(pinned(PROXY_CPU, server_argv(server, port)), cwd=ROOT, env=env)
     try:
-        wait_port(port, proxy)
+        wait_port(port, proc=proxy)
         proxy_url = f"http://127.0.0.1:{port}"
         wrk(proxy_url, key, clients=8, seconds=1, stream=False, tmp=tmp)  # warm-up
         print(f"\n== {server}: proxy pinned to CPU {PROXY_CPU}, node and wrk on CPU {LOAD_CPU}")
@@ -341,7 +324,7 @@ def main() -> None:
         pinned(LOAD_CPU, [sys.executable, __file__, "--node", str(node_port)]), cwd=ROOT
     )
     try:
-        wait_port(node_port, node)
+        wait_port(node_port, proc=node)
         with tempfile.TemporaryDirectory() as tmp:
             servers = ("uvicorn", "granian") if args.server == "both" else (args.server,)
             for server in servers:

@@ -8,42 +8,24 @@ import json
 import os
 import re
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
 from redis.asyncio import Redis
 
-MODEL = "bench-llm"
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.processes import free_port, wait_http  # noqa: E402
+
+MODEL = "bench-llm"
 BIN = Path(sys.executable).parent
 TOKEN = "bench-admin-token-" + secrets.token_hex(8)
 BIG = {"rpm": 10**8, "tpm": 10**11, "rpd": 10**9, "tpd": 10**12, "concurrency": 10**6}
 OFF = dict.fromkeys(BIG)  # null: back to the plan, which has no limits
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait(url: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer")
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -99,7 +81,7 @@ async def gateway_on_off(
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         env = {k: v for k, v in os.environ.items() if not k.startswith("CIC_")}
-        node_port, cp_port = _port(), _port()
+        node_port, cp_port = free_port(), free_port()
         env.update(
             CIC_HOME=str(home),
             CIC_PORT=str(cp_port),
@@ -134,9 +116,9 @@ async def gateway_on_off(
             stderr=subprocess.DEVNULL,
         )
         try:
-            _wait(f"http://127.0.0.1:{node_port}/health", node)
+            wait_http(f"http://127.0.0.1:{node_port}/health", proc=node, timeout=30)
             url = f"http://127.0.0.1:{cp_port}"
-            _wait(f"{url}/health", server)
+            wait_http(f"{url}/health", proc=server, timeout=30)
             admin = httpx.Client(base_url=url, headers={"authorization": f"Bearer {TOKEN}"})
             admin.post("/admin/models", json={"name": MODEL}).raise_for_status()
             admin.post(

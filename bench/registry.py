@@ -39,6 +39,7 @@ from fleet.keys import hash_key
 from fleet.registry import Heartbeat, NodeView, Registry
 from fleet.routing import Router, RoutingStrategy, load_score
 from fleet.tables import Node, NodeState
+from tests.processes import free_port
 
 
 def token(i: int) -> str:
@@ -190,12 +191,6 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process: what it costs, whatever else the machine runs."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def pick_times(router: Router, models: list[str], count: int, region: str | None) -> list[int]:

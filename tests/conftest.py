@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import free_port  # noqa: F401  (tests import it from here)
+
 PG_ADMIN_URL = os.environ.get("CIC_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("CIC_TEST_REDIS", "redis://127.0.0.1:6379/0")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -122,9 +124,3 @@ async def services(database_url: str, cic_home: Path) -> AsyncIterator[object]:
     settings = load_settings(database_url=database_url)
     async with build_services(settings, migrate=True) as svc:
         yield svc
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

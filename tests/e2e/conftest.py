@@ -6,33 +6,17 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.processes import free_port, wait_http
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "sim-llm"
 BIN = Path(sys.executable).parent
-
-
-def wait_http(url: str, *, timeout: float = 20.0, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise TimeoutError(f"{url} did not answer within {timeout}s")
 
 
 def start_simulator(port: int, *, model: str = MODEL, ttft_ms: float = 5, itl_ms: float = 1):
