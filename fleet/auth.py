@@ -20,6 +20,7 @@ from fleet.clock import Clock
 from fleet.errors import AuthenticationFailed, TenantSuspended
 from fleet.keys import KeyInfo, hash_key
 from fleet.logs import get_logger
+from fleet.periodic import Periodic
 from fleet.tables import TenantStatus
 from fleet.tenancy import TenancyService
 
@@ -54,6 +55,8 @@ class KeyAuth:
         self._generation = 0
         self._listener: asyncio.Task[None] | None = None
         self._publishes: set[asyncio.Task[Any]] = set()
+        self._used: set[str] = set()
+        self._use_writer = Periodic("key last-use writes", self.write_key_uses, seconds=30.0)
         tenancy.changed.connect(self._local_change)
 
     async def authenticate(self, authorization: str | None) -> KeyInfo:
@@ -79,7 +82,19 @@ class KeyAuth:
             raise AuthenticationFailed("The API key has expired", code="invalid_api_key")
         if info.tenant_status != TenantStatus.ACTIVE:
             raise TenantSuspended("The tenant of this API key is suspended")
+        self._used.add(info.key_id)
         return info
+
+    async def write_key_uses(self) -> None:
+        """Stamp ``last_used_at`` on the keys used since the last write (to within the 30 s
+        period): one statement, off the request path. A failed write keeps the keys for the
+        next one."""
+        used, self._used = self._used, set()
+        try:
+            await self._tenancy.mark_keys_used(used)
+        except Exception:
+            self._used |= used
+            raise
 
     async def _resolve(self, key_hash: str) -> KeyInfo | None:
         """One database lookup per key however many requests miss at once."""
@@ -125,13 +140,15 @@ class KeyAuth:
 
     # -- lifecycle (Redis listener) --------------------------------------------------------
     async def start(self) -> None:
-        """Listen for invalidations from other replicas (no-op without Redis)."""
+        """Write key uses periodically, and listen for invalidations from other replicas."""
+        self._use_writer.start()
         if self._redis is not None and self._listener is None:
             ready = asyncio.get_running_loop().create_future()
             self._listener = asyncio.create_task(self._listen(ready))
             await asyncio.wait([ready, self._listener], return_when=asyncio.FIRST_COMPLETED)
 
     async def close(self) -> None:
+        await self._use_writer.close(final_call=True)
         if self._publishes:
             await asyncio.gather(*self._publishes, return_exceptions=True)
         if self._listener is not None:

@@ -11,16 +11,12 @@ in flight on the node objects it gets (``node.in_flight``) and reports each outc
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Collection
 
 from fleet.errors import NoCapacity
-from fleet.logs import get_logger
+from fleet.periodic import Periodic
 from fleet.registry import NodeView, Registry
 from fleet.routing import Router
-
-log = get_logger("cicfleet.pool")
 
 
 class NodePool:
@@ -36,10 +32,8 @@ class NodePool:
     ) -> None:
         self._registry = registry
         self._router = router
-        self._refresh_seconds = refresh_seconds
         self._region = region
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._refresher = Periodic("node pool refresh", self.refresh, seconds=refresh_seconds)
 
     # -- request path ----------------------------------------------------------------------
     def nodes(self, model: str) -> tuple[NodeView, ...]:
@@ -62,26 +56,12 @@ class NodePool:
         await self._registry.refresh()
 
     def refresh_soon(self) -> None:
-        """Ask the background loop to reload now (called after a local change)."""
-        self._wake.set()
+        """Reload now instead of at the next interval (called after a local change)."""
+        self._refresher.wake()
 
     async def start(self) -> None:
         await self.refresh()
-        self._task = asyncio.create_task(self._loop())
+        self._refresher.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _loop(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._refresh_seconds)
-            self._wake.clear()
-            try:
-                await self.refresh()
-            except Exception as exc:
-                log.warning("node pool refresh failed", extra={"error": type(exc).__name__})
+        await self._refresher.close()

@@ -7,10 +7,10 @@ limits and usage can be split; a key belongs to one environment.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -192,6 +192,19 @@ class TenancyService:
                 await s.commit()
         self.changed.send()
         return key
+
+    async def mark_keys_used(self, key_ids: Collection[str]) -> None:
+        """Stamp ``last_used_at`` on keys in one statement; callers batch uses so the request
+        path never writes to the database."""
+        if not key_ids:
+            return
+        async with self._sessions() as s:
+            await s.execute(
+                update(ApiKey)
+                .where(ApiKey.id.in_(list(key_ids)))  # type: ignore[attr-defined]
+                .values(last_used_at=utcnow(self._clock))
+            )
+            await s.commit()
 
     async def resolve(self, key_hash: str) -> KeyInfo | None:
         """The caller behind a key hash, or None when the key is unknown or revoked."""

@@ -37,6 +37,23 @@ async def test_revoked_key_and_suspended_tenant_bite_at_once(services) -> None:
         await services.auth.authenticate(f"Bearer {other}")
 
 
+async def test_key_last_used_is_written_in_batches_and_at_shutdown(database_url) -> None:
+    """An operator sees when each key was last used; a key never used shows nothing."""
+    settings = load_settings(database_url=database_url)
+    async with build_services(settings, migrate=True) as svc:
+        await svc.tenancy.create_tenant("acme", actor="t")
+        used, plain = await svc.tenancy.create_key("acme", actor="t")
+        idle, _ = await svc.tenancy.create_key("acme", actor="t")
+        for _ in range(3):
+            await svc.auth.authenticate(f"Bearer {plain}")
+        before = {k.id: k.last_used_at for k in await svc.tenancy.list_keys("acme")}
+        assert before == {used.id: None, idle.id: None}  # nothing written per request
+    # Closing the control plane writes the uses it still holds.
+    async with build_services(settings) as svc:
+        after = {k.id: k.last_used_at for k in await svc.tenancy.list_keys("acme")}
+    assert after[used.id] is not None and after[idle.id] is None
+
+
 @pytest.mark.redis
 async def test_revocation_reaches_another_replica_through_redis(
     services, redis_url, redis_prefix
