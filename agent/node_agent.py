@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agent.address import ADVERTISE_CHOICES, AddressUnavailable, advertised_url
 from agent.interruptions import InterruptionWatcher, Notice, watcher
 from agent.metrics import EngineLoad, parse_metrics
 from fleet import SYSTEM_CLOCK, Clock, get_logger
@@ -41,6 +42,11 @@ class AgentConfig(BaseSettings):
     model: str
     engine_url: str = "http://127.0.0.1:8000"
     advertise_url: str | None = Field(default=None, description="URL the gateway should use")
+    advertise: str = Field(
+        default="engine",
+        description="Where the advertised address comes from: engine (the engine URL as is), "
+        "or <aws|gcp|azure>-<public|private> (the cloud's instance metadata)",
+    )
     region: str | None = None
     zone: str | None = None
     spot: bool | None = None
@@ -51,6 +57,13 @@ class AgentConfig(BaseSettings):
     interruption: str = Field(default="none", description="none, aws, gcp, azure or file")
     notice_file: Path | None = None
     interruption_poll: float = Field(default=2.0, gt=0)
+
+    @field_validator("advertise")
+    @classmethod
+    def _known_source(cls, value: str) -> str:
+        if value not in ADVERTISE_CHOICES:
+            raise ValueError(f"must be one of {', '.join(ADVERTISE_CHOICES)}")
+        return value
 
 
 class Refused(Exception):
@@ -65,6 +78,7 @@ class NodeAgent:
     watcher: InterruptionWatcher | None = None
     node_id: str | None = None
     _token: str | None = None
+    _url: str | None = None
     interval: float = 5.0
     notice_sent: bool = False
 
@@ -97,12 +111,16 @@ class NodeAgent:
 
     async def register(self) -> None:
         c = self.config
+        if self._url is None:
+            self._url = await advertised_url(
+                c.advertise, c.engine_url, self.http, explicit=c.advertise_url
+            )
         resp = await self._post(
             "/register",
             {
                 "cluster": c.cluster,
                 "model": c.model,
-                "url": c.advertise_url or c.engine_url,
+                "url": self._url,
                 "region": c.region,
                 "zone": c.zone,
                 "spot": c.spot,
@@ -230,7 +248,7 @@ async def serve(config: AgentConfig) -> int:
         )
         try:
             await agent.run(stop)
-        except Refused as exc:
-            log.error("agent refused", extra={"reason": str(exc)})
+        except (Refused, AddressUnavailable) as exc:
+            log.error("agent cannot join the fleet", extra={"reason": str(exc)})
             return 1
     return 0

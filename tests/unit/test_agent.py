@@ -11,6 +11,7 @@ import httpx
 import pytest
 import respx
 
+from agent.address import AddressUnavailable
 from agent.interruptions import AwsWatcher, AzureWatcher, FileWatcher, GcpWatcher, watcher
 from agent.metrics import parse_metrics
 from agent.node_agent import AgentConfig, NodeAgent, Refused
@@ -166,3 +167,77 @@ async def test_a_notice_is_reported_at_once(tmp_path: Path) -> None:
         agent.node_id, agent._token = "node_1", "nt"
         await agent._watch_forever()
     assert json.loads(notice.calls.last.request.content)["kind"] == "simulated"
+
+
+@pytest.mark.parametrize(
+    ("how", "url", "answer", "advertised"),
+    [
+        (
+            "aws-public",
+            "http://169.254.169.254/latest/meta-data/public-ipv4",
+            "203.0.113.7",
+            "http://203.0.113.7:8000",
+        ),
+        (
+            "aws-private",
+            "http://169.254.169.254/latest/meta-data/local-ipv4",
+            "10.0.3.4",
+            "http://10.0.3.4:8000",
+        ),
+        (
+            "gcp-public",
+            "http://metadata.google.internal/computeMetadata/v1/instance/"
+            "network-interfaces/0/access-configs/0/external-ip",
+            "198.51.100.2",
+            "http://198.51.100.2:8000",
+        ),
+        (
+            "azure-private",
+            "http://169.254.169.254/metadata/instance/network/interface/0/ipv4/"
+            "ipAddress/0/privateIpAddress",
+            "fd00::5",
+            "http://[fd00::5]:8000",
+        ),
+    ],
+)
+@respx.mock
+async def test_cloud_node_registers_the_address_its_cloud_gives_it(
+    how: str, url: str, answer: str, advertised: str
+) -> None:
+    """A cloud node registers an address the control plane can reach, not 127.0.0.1."""
+    respx.put("http://169.254.169.254/latest/api/token").respond(200, text="tok")
+    metadata = respx.get(url).respond(200, text=answer + "\n")
+    respx.get("http://127.0.0.1:8000/health").respond(200)
+    reg = respx.post("http://cp.test/internal/register").respond(
+        200, json={"node_id": "node_1", "node_token": "nt"}
+    )
+    cfg = config(engine_url="http://127.0.0.1:8000", advertise=how)
+    async with httpx.AsyncClient() as http:
+        await NodeAgent(cfg, http, clock=FakeClock()).register()
+    assert json.loads(reg.calls.last.request.content)["url"] == advertised
+    assert metadata.called
+
+
+@respx.mock
+async def test_node_without_the_asked_address_refuses_to_register() -> None:
+    respx.put("http://169.254.169.254/latest/api/token").respond(200, text="tok")
+    respx.get("http://169.254.169.254/latest/meta-data/public-ipv4").respond(404)
+    reg = respx.post("http://cp.test/internal/register")
+    cfg = config(engine_url="http://127.0.0.1:8000", advertise="aws-public")
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(AddressUnavailable):
+            await NodeAgent(cfg, http, clock=FakeClock()).register()
+    assert not reg.called  # an unreachable node is never put in the fleet
+
+
+@respx.mock
+async def test_explicit_advertise_url_wins_and_bad_source_is_refused() -> None:
+    reg = respx.post("http://cp.test/internal/register").respond(
+        200, json={"node_id": "node_1", "node_token": "nt"}
+    )
+    cfg = config(advertise="aws-public", advertise_url="http://node.test:9000")
+    async with httpx.AsyncClient() as http:
+        await NodeAgent(cfg, http, clock=FakeClock()).register()
+    assert json.loads(reg.calls.last.request.content)["url"] == "http://node.test:9000"
+    with pytest.raises(ValueError, match="aws-public"):
+        config(advertise="aws")

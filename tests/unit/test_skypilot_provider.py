@@ -84,6 +84,8 @@ def test_task_file_has_what_the_provider_relies_on(path: Path) -> None:
     assert task.envs["CIC_AGENT_REGION"] == region
     assert {"CIC_AGENT_MODEL", "CIC_AGENT_CONTROL_URL", "CIC_AGENT_CLUSTER"} <= set(task.envs)
     assert task.envs["CIC_AGENT_INTERRUPTION"] == region.split("-")[0]  # aws or gcp notices
+    # The gateway reaches the node at the address its cloud gives it, not 127.0.0.1.
+    assert task.envs["CIC_AGENT_ADVERTISE"] == f"{region.split('-')[0]}-public"
     assert raw["secrets"] == {"CIC_AGENT_BOOTSTRAP_TOKEN": None}
     assert "CIC_AGENT_BOOTSTRAP_TOKEN" not in task.envs
     # vLLM pinned in setup; run starts vLLM on the model and the agent.
