@@ -100,8 +100,9 @@ class AutoscalingJob:
 
 def fleet_autoscaling(services: Services) -> AutoscalingJob:
     """The tick wired to the fleet: node loads from the registry's view (running and waiting
-    from heartbeats), the decision's target applied as the pool's ``replicas`` (the reconciler
-    spreads them over the pool's regions), zones from the SkyPilot task files."""
+    from heartbeats), the cluster's request rate (:mod:`fleet.request_rates`), the decision's
+    target applied as the pool's ``replicas`` (the reconciler spreads them over the pool's
+    regions), zones from the SkyPilot task files."""
     from fleet.providers.skypilot import task_zones
     from fleet.tables import NodeState, Pool
 
@@ -125,7 +126,8 @@ def fleet_autoscaling(services: Services) -> AutoscalingJob:
             for n in fleet.registry.of_model(model)
             if n.provider != "static" and n.state not in (NodeState.TERMINATED,)
         )
-        return Observation(nodes=loads)
+        rate = await services.rates.rate(model) if services.rates is not None else 0.0
+        return Observation(nodes=loads, request_rate=rate)
 
     async def apply(decision: ScalingDecision) -> None:
         async with services.sessions() as session:

@@ -73,6 +73,20 @@ class GatewayMetrics:
         if completion_tokens:
             self._child(self._tokens, model, "completion").inc(completion_tokens)
 
+    def served_by_model(self) -> dict[str, float]:
+        """Requests counted so far per model, client errors (4xx) left out: the demand the
+        fleet serves or failed to serve (read by :mod:`fleet.request_rates`)."""
+        out: dict[str, float] = {}
+        for metric in self._requests.collect():
+            for sample in metric.samples:
+                if not sample.name.endswith("_total"):
+                    continue
+                labels = sample.labels
+                if labels["status"].startswith("4") or labels["model"] == "-":
+                    continue
+                out[labels["model"]] = out.get(labels["model"], 0.0) + sample.value
+        return out
+
     def upstream_error(self, model: str, kind: str) -> None:
         self._child(self._upstream_errors, model, kind).inc()
 

@@ -25,7 +25,9 @@ from fleet.logs import get_logger
 from fleet.manager import FleetManager, build_fleet
 from fleet.metrics import GatewayMetrics
 from fleet.nodes import NodeService
+from fleet.periodic import Periodic
 from fleet.pool import NodePool
+from fleet.request_rates import RequestRates
 from fleet.scaling import ScalingService
 from fleet.settings import Settings
 from fleet.tenancy import TenancyService
@@ -56,6 +58,7 @@ class Services:
     redis: Any | None = None  # redis.asyncio.Redis when CIC_REDIS_URL is set
     exit_stack: AsyncExitStack = field(default_factory=AsyncExitStack)
     fleet: FleetManager | None = None
+    rates: RequestRates | None = None  # cluster-wide requests/s per model (autoscaler)
 
 
 @asynccontextmanager
@@ -121,6 +124,8 @@ async def build_services(
         ),
     )
     services.fleet = fleet
+    services.rates = RequestRates(metrics, clock, redis=redis, prefix=settings.redis_prefix)
+    rate_reports = Periodic("request rate reports", services.rates.publish, seconds=5.0)
     services.exit_stack.push_async_callback(fleet.close)
     try:
         async with services.exit_stack as stack:
@@ -130,6 +135,8 @@ async def build_services(
             stack.push_async_callback(pool.close)
             await usage.start()
             stack.push_async_callback(usage.close)
+            rate_reports.start()
+            stack.push_async_callback(rate_reports.close, final_call=True)
             await services.auth.start()
             stack.push_async_callback(services.auth.close)
             watch = asyncio.create_task(ScalingService(sessions).watch(services.waiter))

@@ -92,3 +92,26 @@ async def test_tick_scales_from_zero_then_follows_load_with_hysteresis(database_
         assert len(applied) == 10
     finally:
         await engine.dispose()
+
+
+async def test_request_rate_policy_sees_the_requests_the_gateway_served(database_url: str) -> None:
+    """A pool scaled by request rate grows with what the gateway actually served."""
+    from fleet import build_services, load_settings
+    from fleet.autoscaling_job import fleet_autoscaling
+
+    clock = FakeClock(start=1_800_000_000.0)
+    settings = load_settings(database_url=database_url)
+    async with build_services(settings, clock=clock, migrate=True) as services:
+        await ScalingService(services.sessions, clock=clock).set(
+            "m", actor="t", policy="request-rate", target=2, min_replicas=0, max_replicas=8
+        )
+        for _ in range(600):  # 10 requests/s over the last minute
+            services.metrics.request_done(
+                model="m", endpoint="chat.completions", status=200, latency_s=0.2
+            )
+        assert services.rates is not None
+        await services.rates.publish()
+        clock.advance(10)
+        job = fleet_autoscaling(services)
+        decision = {d.model: d for d in await job.tick()}["m"]
+        assert decision.desired == 5  # 10 req/s at 2 req/s per node
