@@ -101,8 +101,8 @@ class AutoscalingJob:
 def fleet_autoscaling(services: Services) -> AutoscalingJob:
     """The tick wired to the fleet: node loads from the registry's view (running and waiting
     from heartbeats), the cluster's request rate (:mod:`fleet.request_rates`), the decision's
-    target applied as the pool's ``replicas`` (the reconciler spreads them over the pool's
-    regions), zones from the SkyPilot task files."""
+    target and placements stored on the pool (the reconciler launches where they say), zones
+    from the SkyPilot task files."""
     from fleet.providers.skypilot import task_zones
     from fleet.tables import NodeState, Pool
 
@@ -130,10 +130,16 @@ def fleet_autoscaling(services: Services) -> AutoscalingJob:
         return Observation(nodes=loads, request_rate=rate)
 
     async def apply(decision: ScalingDecision) -> None:
+        placements = [
+            {"region": p.region, "zone": p.zone, "spot": p.spot, "count": p.count}
+            for p in decision.placements
+        ]
         async with services.sessions() as session:
             pool = await session.get(Pool, decision.model)
-        if pool is not None and pool.replicas != decision.target:
-            await fleet.pools.scale(decision.model, decision.target, actor="autoscaler")
+        if pool is not None and (pool.replicas, pool.placements) != (decision.target, placements):
+            await fleet.pools.scale(
+                decision.model, decision.target, placements=placements, actor="autoscaler"
+            )
 
     def zones(regions: Sequence[str]) -> list[Zone]:
         out = [Zone(r, z) for region in regions for r, z in known.get(region, [(region, None)])]

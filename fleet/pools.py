@@ -7,7 +7,7 @@ and the result converges within a tick (the reconciler is woken right away).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -30,6 +30,7 @@ def pool_dict(pool: Pool) -> dict[str, Any]:
         "spot": pool.spot,
         "gpu": pool.gpu,
         "routing": pool.routing,
+        "placements": list(pool.placements),
     }
 
 
@@ -94,7 +95,16 @@ class PoolService:
         self._wake()
         return pool_dict(pool)
 
-    async def scale(self, model: str, replicas: int, *, actor: str) -> dict[str, Any]:
+    async def scale(
+        self,
+        model: str,
+        replicas: int,
+        *,
+        actor: str,
+        placements: Sequence[Mapping[str, Any]] = (),
+    ) -> dict[str, Any]:
+        """Set the pool's size; ``placements`` (from the autoscaler) say where its nodes go,
+        and a size set without them (an operator's) spreads over the pool's regions."""
         if replicas < 0:
             raise InvalidRequest("replicas must be 0 or more", param="replicas")
         async with self._sessions() as s:
@@ -102,14 +112,18 @@ class PoolService:
             if pool is None:
                 raise NotFound(f"no pool for model {model!r}; launch it first", param="model")
             pool.replicas = replicas
+            pool.placements = [dict(p) for p in placements]
             pool.updated_at = utcnow(self._clock)
+            detail: dict[str, Any] = {"replicas": replicas}
+            if placements:
+                detail["placements"] = pool.placements
             audit.record(
                 s,
                 actor=actor,
                 action="pool.scale",
                 target_type="pool",
                 target_id=model,
-                detail={"replicas": replicas},
+                detail=detail,
             )
             await s.commit()
         self._wake()

@@ -9,11 +9,13 @@ plane resumes where it stood:
   derived from the node id, the hashed bootstrap token) *before* the provider is called; a
   row left in ``launching`` is re-launched under the same cluster name, which the provider
   treats as "already there", so a crash never launches twice;
-- missing capacity (``replicas`` minus live nodes) is launched; draining nodes no longer
-  count, so a spot notice gets its replacement on the very next tick (the registry wakes us);
+- missing capacity (``replicas`` minus live nodes) is launched where the autoscaler's
+  placements want it (zone, spot or on-demand; :mod:`fleet.placement`); draining nodes no
+  longer count, so a spot notice gets its replacement on the very next tick (the registry
+  wakes us);
 - nodes whose cluster failed or vanished are terminated, terminated nodes are torn down,
-  surplus nodes are drained (not-yet-ready ones first), clusters with our prefix that no node
-  row knows are garbage-collected;
+  surplus nodes are drained (those no placement wants first, then not-yet-ready ones),
+  clusters with our prefix that no node row knows are garbage-collected;
 - progress is recorded on the row: ``phase``, ``attempts``, ``last_error``.
 """
 
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -32,6 +33,7 @@ from fleet.clock import SYSTEM_CLOCK, Clock, utcnow
 from fleet.ids import new_id
 from fleet.keys import hash_key
 from fleet.logs import get_logger
+from fleet.placement import Slot, drain_first, plan_launches, targets_of
 from fleet.providers.base import (
     CapacityUnavailable,
     ClusterState,
@@ -131,6 +133,7 @@ class Reconciler:
         nodes = [n for n in self.registry.of_model(pool.model) if n.provider != "static"]
         live = [n for n in nodes if n.state in LIVE_STATES]
         missing = pool.replicas - len(live)
+        targets = targets_of(pool.placements, pool.replicas)
         if missing > 0:
             replaced = {n.replaces for n in nodes}
             noticed = [
@@ -138,23 +141,24 @@ class Reconciler:
                 for n in nodes
                 if n.state is NodeState.DRAINING and n.notice and n.id not in replaced
             ]
-            regions = list(pool.regions) or ["local"]
-            placed = Counter(n.region for n in live)
-            for i in range(missing):
-                region = min(regions, key=lambda r: (placed[r], regions.index(r)))
-                placed[region] += 1
+            slots = plan_launches(targets, live, missing, regions=pool.regions, spot=pool.spot)
+            for i, slot in enumerate(slots):
                 replaces = noticed[i].id if i < len(noticed) else None
-                node = await self._record_intent(pool, region, replaces=replaces)
+                node = await self._record_intent(pool, slot, replaces=replaces)
                 await self._launch(node)
         elif missing < 0:
+            unwanted = drain_first(targets, live)
             order = {NodeState.LAUNCHING: 0, NodeState.REGISTERING: 1, NodeState.UNHEALTHY: 2}
-            surplus = sorted(live, key=lambda n: (order.get(n.state, 3), n.in_flight, n.running))
+            surplus = sorted(
+                live,
+                key=lambda n: (n.id not in unwanted, order.get(n.state, 3), n.in_flight, n.running),
+            )
             for node in surplus[:-missing]:
                 await self.registry.begin_drain(node.id, reason="surplus")
 
-    async def _record_intent(self, pool: Pool, region: str, *, replaces: str | None) -> NodeView:
-        """Write the launch intent (with its deterministic cluster name) before any launch;
-        ``region`` is the pool's region with the fewest live nodes (spread, not pile up)."""
+    async def _record_intent(self, pool: Pool, slot: Slot, *, replaces: str | None) -> NodeView:
+        """Write the launch intent (with its deterministic cluster name) before any launch, at
+        the place :func:`fleet.placement.plan_launches` chose."""
         node_id = new_id("node")
         row = Node(
             id=node_id,
@@ -162,8 +166,9 @@ class Reconciler:
             state=NodeState.LAUNCHING,
             provider=pool.provider,
             cluster=cluster_name(self.prefix, node_id),
-            region=region,
-            spot=pool.spot,
+            region=slot.region,
+            zone=slot.zone,
+            spot=slot.spot,
             gpu=pool.gpu,
             phase="intent",
             replaces=replaces,

@@ -170,6 +170,11 @@ class Pool(SQLModel, table=True):
     spot: bool = True
     gpu: str | None = Field(default=None, max_length=64)
     routing: str = Field(default="least-loaded", max_length=32)
+    # The autoscaler's last placements ({"region", "zone", "spot", "count"}); empty when the
+    # pool is sized by hand. See fleet/placement.py.
+    placements: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]")
+    )
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
 

@@ -42,7 +42,7 @@ class FakeProvider:
                 spec.cluster,
                 ClusterState.UP,
                 region=spec.region,
-                zone=f"{spec.region}-a",
+                zone=spec.zone or f"{spec.region}-a",
                 price_per_hour=Decimal("1.25"),
             ),
         )
@@ -328,3 +328,48 @@ async def test_regions_are_filled_evenly_and_the_provider_s_place_and_price_reco
     await fleet.reconciler.tick()
     live = [n for n in fleet.registry.nodes.values() if n.state is NodeState.REGISTERING]
     assert sorted(n.region for n in live) == ["eu", "eu", "us"]  # replaced where it was missing
+
+
+async def test_autoscaler_placements_choose_zone_and_pricing_and_move_after_preemption(
+    fleet: Fleet,
+) -> None:
+    """Where the autoscaler says: 2 spot in zone a, 1 on-demand in zone b. When zone a's spot
+    node is preempted and the autoscaler moves spot to zone c, the replacement lands in c."""
+    await fleet.pools.launch("m", replicas=0, regions=["us"], actor="t")
+    placements = [
+        {"region": "us", "zone": "us-a", "spot": True, "count": 2},
+        {"region": "us", "zone": "us-b", "spot": False, "count": 1},
+    ]
+    await fleet.pools.scale("m", 3, placements=placements, actor="autoscaler")
+    await fleet.reconciler.tick()
+    launched = sorted((s.zone, s.spot) for s in fleet.provider.launches)
+    assert launched == [("us-a", True), ("us-a", True), ("us-b", False)]
+    await fleet.register_all()
+
+    lost = next(n for n in fleet.registry.nodes.values() if n.spot)
+    fleet.provider.clusters.pop(lost.cluster)  # type: ignore[arg-type]  # preempted
+    placements[0] = {"region": "us", "zone": "us-a", "spot": True, "count": 1}
+    placements.append({"region": "us", "zone": "us-c", "spot": True, "count": 1})
+    await fleet.pools.scale("m", 3, placements=placements, actor="autoscaler")
+    await fleet.reconciler.tick()
+    assert (fleet.provider.launches[-1].zone, fleet.provider.launches[-1].spot) == ("us-c", True)
+    assert len(fleet.provider.launches) == 4
+
+    # Scaling down to the on-demand node alone drains the spot nodes, never the on-demand one.
+    await fleet.pools.scale(
+        "m", 1, placements=[{"region": "us", "zone": "us-b", "spot": False, "count": 1}], actor="t"
+    )
+    await fleet.reconciler.tick()
+    kept = [n for n in fleet.registry.nodes.values() if n.state is NodeState.READY]
+    assert [(n.zone, n.spot) for n in kept] == [("us-b", False)]
+
+
+async def test_an_operator_s_scale_clears_placements_and_spreads_by_region(fleet: Fleet) -> None:
+    await fleet.pools.launch("m", replicas=0, regions=["eu", "us"], actor="t")
+    await fleet.pools.scale(
+        "m", 1, placements=[{"region": "us", "zone": "us-b", "spot": True, "count": 1}], actor="a"
+    )
+    status = await fleet.pools.scale("m", 2, actor="operator")
+    assert status["placements"] == []
+    await fleet.reconciler.tick()
+    assert sorted(s.region for s in fleet.provider.launches) == ["eu", "us"]
