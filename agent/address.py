@@ -3,10 +3,11 @@
 vLLM listens on ``127.0.0.1:8000`` as seen from the node itself, which is useless to a control
 plane in another network. A cloud node learns its own address from its cloud's instance
 metadata service: the public IP when the control plane runs elsewhere (the default in the task
-files), the private IP when both share a VPC. The engine's scheme and port are kept.
+files), the private IP when both share a VPC. The scheme and port of the node's entry (the
+gate's when it has one, else the engine's) are kept.
 
 ``CIC_AGENT_ADVERTISE_URL`` set explicitly wins over all of this; ``engine`` (the default, for
-local nodes) advertises the engine URL as it is.
+local nodes) advertises the node's entry on 127.0.0.1 as it is.
 """
 
 from __future__ import annotations
@@ -69,9 +70,10 @@ _LOOKUPS: dict[str, Callable[[httpx.AsyncClient, str], Awaitable[httpx.Response]
 
 
 async def advertised_url(
-    how: str, engine_url: str, http: httpx.AsyncClient, *, explicit: str | None = None
+    how: str, local_url: str, http: httpx.AsyncClient, *, explicit: str | None = None
 ) -> str:
-    """The engine URL with its host replaced by the address ``how`` names.
+    """``local_url`` (the gate's or the engine's, as seen on the node) with its host replaced
+    by the address ``how`` names.
 
     Raises ``AddressUnavailable`` when the cloud has no such address and ``httpx.HTTPError``
     when its metadata service cannot be reached (the caller retries those).
@@ -79,7 +81,7 @@ async def advertised_url(
     if explicit:
         return explicit
     if how == "engine":
-        return engine_url
+        return local_url
     if how not in ADVERTISE_CHOICES:
         raise ValueError(f"unknown address source {how!r}; one of {', '.join(ADVERTISE_CHOICES)}")
     cloud, network = how.split("-")
@@ -91,7 +93,7 @@ async def advertised_url(
         ip = ipaddress.ip_address(resp.text.strip())
     except ValueError:
         raise AddressUnavailable(f"the {cloud} metadata service gave no {network} IP") from None
-    engine = urlsplit(engine_url)
+    engine = urlsplit(local_url)
     host = f"[{ip}]" if ip.version == 6 else str(ip)
     port = f":{engine.port}" if engine.port else ""
     return f"{engine.scheme}://{host}{port}"

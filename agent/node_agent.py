@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agent.address import ADVERTISE_CHOICES, AddressUnavailable, advertised_url
+from agent.gate import start_gate
 from agent.interruptions import InterruptionWatcher, Notice, watcher
 from agent.metrics import EngineLoad, parse_metrics
 from fleet import SYSTEM_CLOCK, Clock, get_logger
@@ -44,7 +45,7 @@ class AgentConfig(BaseSettings):
     advertise_url: str | None = Field(default=None, description="URL the gateway should use")
     advertise: str = Field(
         default="engine",
-        description="Where the advertised address comes from: engine (the engine URL as is), "
+        description="Where the advertised address comes from: engine (the node's entry as is), "
         "or <aws|gcp|azure>-<public|private> (the cloud's instance metadata)",
     )
     region: str | None = None
@@ -57,6 +58,24 @@ class AgentConfig(BaseSettings):
     interruption: str = Field(default="none", description="none, aws, gcp, azure or file")
     notice_file: Path | None = None
     interruption_poll: float = Field(default=2.0, gt=0)
+    gate_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Public port of the gate (agent/gate.py)"
+    )
+    gate_host: str = "0.0.0.0"
+    engine_key: SecretStr | None = Field(default=None, description="Key the gate asks for")
+
+    @model_validator(mode="after")
+    def _gate_needs_key(self) -> AgentConfig:
+        if self.gate_port is not None and not self.engine_key:
+            raise ValueError("CIC_AGENT_GATE_PORT needs CIC_AGENT_ENGINE_KEY")
+        return self
+
+    @property
+    def local_url(self) -> str:
+        """Where the gateway's requests enter this node, as seen from the node."""
+        if self.gate_port is None:
+            return self.engine_url
+        return f"http://127.0.0.1:{self.gate_port}"
 
     @field_validator("advertise")
     @classmethod
@@ -113,7 +132,7 @@ class NodeAgent:
         c = self.config
         if self._url is None:
             self._url = await advertised_url(
-                c.advertise, c.engine_url, self.http, explicit=c.advertise_url
+                c.advertise, c.local_url, self.http, explicit=c.advertise_url
             )
         resp = await self._post(
             "/register",
@@ -233,6 +252,21 @@ class NodeAgent:
             await asyncio.gather(*tasks, return_exceptions=True)
         await self.drain_and_leave()
 
+    async def run_with_gate(self, stop: asyncio.Event) -> None:
+        """:meth:`run`, with the gate open in front of the engine when configured (it stays
+        open while the node drains, so requests in flight finish)."""
+        c = self.config
+        if c.gate_port is None or c.engine_key is None:
+            await self.run(stop)
+            return
+        runner = await start_gate(
+            c.engine_url, c.engine_key.get_secret_value(), host=c.gate_host, port=c.gate_port
+        )
+        try:
+            await self.run(stop)
+        finally:
+            await runner.cleanup()
+
 
 async def serve(config: AgentConfig) -> int:
     """Run an agent until SIGTERM/SIGINT; the process exit code (1 when refused)."""
@@ -247,7 +281,7 @@ async def serve(config: AgentConfig) -> int:
             watcher=watcher(config.interruption, notice_file=config.notice_file),
         )
         try:
-            await agent.run(stop)
+            await agent.run_with_gate(stop)
         except (Refused, AddressUnavailable) as exc:
             log.error("agent cannot join the fleet", extra={"reason": str(exc)})
             return 1

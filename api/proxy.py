@@ -53,6 +53,15 @@ _ENCODER = msgspec.json.Encoder()
 _JSON = (b"content-type", b"application/json")
 _SSE = ((b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"))
 _UPSTREAM_HEADERS = {"content-type": "application/json"}
+
+
+def _upstream_headers(node: NodeView) -> dict[str, str]:
+    """A managed node's gate wants its engine key (agent/gate.py); a static node gets none."""
+    if node.engine_key is None:
+        return _UPSTREAM_HEADERS
+    return {**_UPSTREAM_HEADERS, "authorization": f"Bearer {node.engine_key}"}
+
+
 _ROUTES = {
     "/chat/completions": (CHAT, "/v1/chat/completions"),
     "/completions": (COMPLETIONS, "/v1/completions"),
@@ -305,7 +314,7 @@ class Gateway:
             x.node = node
             try:
                 url = node.url + path  # type: ignore[operator]  # routable nodes have one
-                resp = await http.post(url, data=data, headers=_UPSTREAM_HEADERS)
+                resp = await http.post(url, data=data, headers=_upstream_headers(node))
                 if resp.status >= 500:
                     resp.release()
                     raise _NodeFailed(f"node answered HTTP {resp.status}")

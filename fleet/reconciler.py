@@ -184,7 +184,8 @@ class Reconciler:
 
     async def _launch(self, node: NodeView) -> None:
         """Call the provider for a node in ``launching``; the bootstrap token is new on every
-        attempt (only its hash is stored), so a leaked token of a failed attempt is useless."""
+        attempt (only its hash is stored), so a leaked token of a failed attempt is useless, and
+        so is the engine key its gate will ask the gateway for."""
         provider = self.providers.get(node.provider)
         if provider is None:
             await self.registry.transition(
@@ -197,15 +198,21 @@ class Reconciler:
             )
             return
         token = secrets.token_urlsafe(32)
+        engine_key = secrets.token_urlsafe(32)
         attempts = node.attempts + 1
         async with self.sessions() as s:
             await s.execute(
                 update(Node)
                 .where(Node.id == node.id)
-                .values(bootstrap_hash=hash_key(token), attempts=attempts, phase="launching")
+                .values(
+                    bootstrap_hash=hash_key(token),
+                    engine_key=engine_key,
+                    attempts=attempts,
+                    phase="launching",
+                )
             )
             await s.commit()
-        node.attempts, node.phase = attempts, "launching"
+        node.attempts, node.phase, node.engine_key = attempts, "launching", engine_key
         spec = LaunchSpec(
             node_id=node.id,
             cluster=node.cluster or cluster_name(self.prefix, node.id),
@@ -214,7 +221,7 @@ class Reconciler:
             zone=node.zone,
             spot=node.spot,
             gpu=node.gpu,
-            secrets={"bootstrap_token": token},
+            secrets={"bootstrap_token": token, "engine_key": engine_key},
         )
         try:
             status = await provider.launch(spec)

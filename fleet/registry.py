@@ -78,6 +78,7 @@ transactions that committed a change stamped just before the previous read."""
 _DB_OWNED = (
     "state",
     "url",
+    "engine_key",
     "cluster",
     "region",
     "zone",
@@ -116,6 +117,7 @@ class NodeView:
     last_heartbeat: float | None = None
     drain_deadline: float | None = None
     token_hash: str | None = None
+    engine_key: str | None = field(default=None, repr=False)  # sent to the node's gate
     phase: str | None = None
     attempts: int = 0
     last_error: str | None = None
@@ -186,6 +188,7 @@ def view_of(row: Node) -> NodeView:
         last_heartbeat=_ts(row.last_heartbeat_at),
         drain_deadline=_ts(row.drain_deadline),
         token_hash=row.token_hash,
+        engine_key=row.engine_key,
         phase=row.phase,
         attempts=row.attempts,
         last_error=row.last_error,

@@ -150,6 +150,9 @@ class Node(SQLModel, table=True):
     # with (hashed, scoped to this cluster), reconciler progress, and the last load figures
     # a heartbeat reported (written in batches, so a replica's view lags by a flush).
     bootstrap_hash: str | None = Field(default=None, max_length=64)
+    # The key the node's gate asks the gateway for (agent/gate.py), new on every launch
+    # attempt. Stored as is: the gateway must send it; never shown by any view.
+    engine_key: str | None = Field(default=None, max_length=64)
     phase: str | None = Field(default=None, max_length=32)
     attempts: int = 0
     replaces: str | None = Field(default=None, max_length=32)

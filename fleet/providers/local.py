@@ -167,6 +167,11 @@ class LocalProvider:
             "CIC_AGENT_INTERRUPTION": "file" if spec.spot else "none",
             "CIC_AGENT_NOTICE_FILE": str(workdir / NOTICE_FILE),
         }
+        engine_key = spec.secrets.get("engine_key")
+        if engine_key:  # the gateway reaches the node through its gate, as on a cloud
+            agent_env["CIC_AGENT_GATE_PORT"] = str(_free_port())
+            agent_env["CIC_AGENT_GATE_HOST"] = "127.0.0.1"
+            agent_env["CIC_AGENT_ENGINE_KEY"] = engine_key
         if spec.zone:
             agent_env["CIC_AGENT_ZONE"] = spec.zone
         if spec.gpu:

@@ -230,7 +230,10 @@ class SkyPilotProvider:
         if self._control_url:
             envs["CIC_AGENT_CONTROL_URL"] = self._control_url
         task.update_envs({**envs, **spec.envs})
-        task.update_secrets({"CIC_AGENT_BOOTSTRAP_TOKEN": token})
+        task_secrets = {"CIC_AGENT_BOOTSTRAP_TOKEN": token}
+        if spec.secrets.get("engine_key"):
+            task_secrets["CIC_AGENT_ENGINE_KEY"] = spec.secrets["engine_key"]
+        task.update_secrets(task_secrets)
         return task
 
     # -- Provider protocol -------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""pool placements decided by the autoscaler
+"""pool placements decided by the autoscaler; node engine keys
 
 Revision ID: 0045
 Revises: 0040
@@ -19,8 +19,12 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table('pools') as batch:
         batch.add_column(sa.Column('placements', sa.JSON(), nullable=False, server_default='[]'))
+    with op.batch_alter_table('nodes') as batch:
+        batch.add_column(sa.Column('engine_key', sa.String(length=64), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('nodes') as batch:
+        batch.drop_column('engine_key')
     with op.batch_alter_table('pools') as batch:
         batch.drop_column('placements')

@@ -130,8 +130,10 @@ def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
         plane.stop()
 
 
-def engine_running(url: str) -> int:
-    text = httpx.get(f"{url}/metrics").text
+def engine_running(cp: ControlPlane, node: dict[str, Any]) -> int:
+    """What the node's engine itself reports (behind the node's gate, on its own port)."""
+    port = cp.node_state(node["cluster"])["port"]
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
     line = next(x for x in text.splitlines() if x.startswith("vllm:num_requests_running"))
     return int(float(line.rsplit(" ", 1)[1]))
 
@@ -147,6 +149,15 @@ def test_launch_status_and_down(cp: ControlPlane) -> None:
     nodes = launch(cp, "m-basic")
     status = cp.cli("status", "m-basic")
     assert status["pools"][0]["ready"] == 2
+    # A node serves the gateway, and nobody else: its gate wants the node's engine key.
+    reply = cp.openai().chat.completions.create(
+        model="m-basic", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+    )
+    assert reply.usage.completion_tokens == 2
+    chat = {"model": "m-basic", "messages": [{"role": "user", "content": "hi"}]}
+    for n in status["nodes"]:
+        assert httpx.post(f"{n['url']}/v1/chat/completions", json=chat).status_code == 401
+        assert "engine_key" not in n
     assert {n["provider"] for n in status["nodes"]} == {"local"}
     assert all(n["spot"] and n["last_heartbeat_s"] < 2 for n in status["nodes"])
     cp.cli("down", "m-basic")
@@ -234,8 +245,8 @@ def test_drain_lets_in_flight_finish_and_takes_no_new_requests(cp: ControlPlane)
     for t in medium:
         t.start()
     time.sleep(0.5)  # the four are generating now (about 1 s each)
-    assert engine_running(node["url"]) == 1  # only the request it already had
-    assert engine_running(other["url"]) == 5
+    assert engine_running(cp, node) == 1  # only the request it already had
+    assert engine_running(cp, other) == 5
     for t in medium:
         t.join(30)
     assert {n["id"]: n for n in cp.nodes("m-drain")}[node["id"]]["state"] == "draining"

@@ -27,6 +27,7 @@ from fleet.providers.skypilot import (
 from tests.doubles.skypilot_sdk import FakeSkySDK
 
 TOKEN = "cicboot-very-secret-token"
+ENGINE_KEY = "engine-key-of-the-node"
 
 
 def spec(n: int = 1, **kw: object) -> LaunchSpec:
@@ -36,7 +37,7 @@ def spec(n: int = 1, **kw: object) -> LaunchSpec:
         "model": "Qwen/Qwen2.5-7B-Instruct",
         "region": "aws-us-east-1",
         "envs": {"CIC_AGENT_ADVERTISE_URL": "http://node.test:8000"},
-        "secrets": {"bootstrap_token": TOKEN},
+        "secrets": {"bootstrap_token": TOKEN, "engine_key": ENGINE_KEY},
     }
     base.update(kw)
     return LaunchSpec(**base)  # type: ignore[arg-type]
@@ -79,14 +80,17 @@ def test_task_file_has_what_the_provider_relies_on(path: Path) -> None:
     assert len({(str(r.cloud), r.region) for r in resources}) == 1
     assert len({r.zone for r in resources}) >= 2
     assert len({next(iter(r.accelerators)) for r in resources}) >= 2
-    assert all(r.ports == ["8000"] for r in resources)
+    # Only the agent's gate is open to the world; vLLM listens on loopback behind it.
+    assert all(r.ports == ["8001"] for r in resources)
+    assert task.envs["CIC_AGENT_GATE_PORT"] == "8001"
+    assert '--host 127.0.0.1 --port "$VLLM_PORT"' in task.run
     # The node's identity comes in as envs; the token only as a declared secret.
     assert task.envs["CIC_AGENT_REGION"] == region
     assert {"CIC_AGENT_MODEL", "CIC_AGENT_CONTROL_URL", "CIC_AGENT_CLUSTER"} <= set(task.envs)
     assert task.envs["CIC_AGENT_INTERRUPTION"] == region.split("-")[0]  # aws or gcp notices
     # The gateway reaches the node at the address its cloud gives it, not 127.0.0.1.
     assert task.envs["CIC_AGENT_ADVERTISE"] == f"{region.split('-')[0]}-public"
-    assert raw["secrets"] == {"CIC_AGENT_BOOTSTRAP_TOKEN": None}
+    assert raw["secrets"] == {"CIC_AGENT_BOOTSTRAP_TOKEN": None, "CIC_AGENT_ENGINE_KEY": None}
     assert "CIC_AGENT_BOOTSTRAP_TOKEN" not in task.envs
     # vLLM pinned in setup; run starts vLLM on the model and the agent.
     assert "vllm==" in task.setup
@@ -110,8 +114,11 @@ async def test_launch_calls_the_sdk_as_on_a_real_cloud(
     assert envs["CIC_AGENT_CONTROL_URL"] == "https://cp.test"
     assert envs["CIC_AGENT_SPOT"] == "true" and envs["CIC_AGENT_INTERRUPTION"] == "aws"
     assert envs["CIC_AGENT_ADVERTISE_URL"] == "http://node.test:8000"
-    assert landed.task_secrets == {"CIC_AGENT_BOOTSTRAP_TOKEN": TOKEN}
-    assert TOKEN not in envs.values()
+    assert landed.task_secrets == {
+        "CIC_AGENT_BOOTSTRAP_TOKEN": TOKEN,
+        "CIC_AGENT_ENGINE_KEY": ENGINE_KEY,
+    }
+    assert TOKEN not in envs.values() and ENGINE_KEY not in envs.values()
 
 
 async def test_zone_gpu_and_on_demand_narrow_the_candidates(
