@@ -1,0 +1,41 @@
+"""The alert rules pass ``promtool``: they parse, and their unit tests
+(docker/prometheus/alerts.test.yml) fire each alert on the series it is meant for and keep it
+quiet on a healthy fleet."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from tests.conftest import IN_CI
+from tests.deploy_support import ALERTS
+
+HOW_TO = "promtool is not installed; install it with: apt-get install -y prometheus"
+
+
+@pytest.fixture(scope="module")
+def promtool() -> str:
+    found = shutil.which("promtool")
+    if found is None:
+        if IN_CI:
+            pytest.fail(HOW_TO)
+        pytest.skip(HOW_TO)
+    return found
+
+
+def run(promtool: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [promtool, *args], cwd=ALERTS.parent, text=True, capture_output=True, timeout=120
+    )
+
+
+def test_rules_are_valid(promtool: str) -> None:
+    out = run(promtool, "check", "rules", ALERTS.name)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_rule_unit_tests_pass(promtool: str) -> None:
+    out = run(promtool, "test", "rules", "alerts.test.yml")
+    assert out.returncode == 0, out.stdout + out.stderr
