@@ -61,8 +61,8 @@ class FleetCollector(Collector):
         if now - self._read_at < self._every:
             return
         async with self._sessions() as session:
-            rows = (await session.execute(select(Pool.model, Pool.replicas))).all()
-        self._targets = {model: replicas for model, replicas in rows}
+            pools = (await session.execute(select(Pool))).scalars().all()
+        self._targets = {pool.model: pool.replicas for pool in pools}
         self._read_at = now
 
     def describe(self) -> Iterator[Metric]:
