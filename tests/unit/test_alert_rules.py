@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -33,6 +34,16 @@ def run(promtool: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_rules_are_valid(promtool: str) -> None:
     out = run(promtool, "check", "rules", ALERTS.name)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_prometheus_config_is_valid(promtool: str, tmp_path: Path) -> None:
+    """The compose stack's prometheus.yml, with its rule file where compose mounts it."""
+    text = (ALERTS.parent / "prometheus.yml").read_text()
+    assert "/etc/prometheus/alerts.yml" in text
+    config = tmp_path / "prometheus.yml"
+    config.write_text(text.replace("/etc/prometheus/alerts.yml", str(ALERTS)))
+    out = run(promtool, "check", "config", str(config))
     assert out.returncode == 0, out.stdout + out.stderr
 
 

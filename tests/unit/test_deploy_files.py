@@ -84,6 +84,11 @@ def test_compose_runs_only_real_cicfleet_commands() -> None:
     assert ran == {"migrate": "upgrade", "control-plane-1": "serve", "control-plane-2": "serve"}
 
 
+def test_agent_image_runs_the_agent_command() -> None:
+    entry, cmd = _dockerfile_entrypoint(DOCKER / "agent.Dockerfile")
+    assert resolve_cicfleet([*entry[1:], *cmd]).name == "agent"
+
+
 def test_compose_sets_only_settings_that_exist() -> None:
     data = compose()
     known = {f"CIC_{name.upper()}" for name in Settings.model_fields}
@@ -240,9 +245,17 @@ def test_grafana_provisions_the_dashboards_it_mounts() -> None:
     path = provider["providers"][0]["options"]["path"]
     assert path in {m for m in mounts.values()}
     assert dashboard_files()
+    datasources = yaml.safe_load(
+        (DOCKER / "grafana/provisioning/datasources/prometheus.yml").read_text()
+    )["datasources"]
+    uids = {d["uid"] for d in datasources}
     for f in dashboard_files():
         dash: dict[str, Any] = json.loads(f.read_text())
         assert dash["uid"] and dash["panels"]
+        for panel in dash["panels"]:
+            if panel["type"] != "row":
+                assert panel["datasource"]["uid"] in uids, panel["title"]
+                assert panel["targets"], panel["title"]
 
 
 def test_every_alert_has_a_runbook_section() -> None:
