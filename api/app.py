@@ -93,7 +93,6 @@ def create_app(
                     )
                     if handle_signals:
                         shutdown.install()
-                    app.state.shutdown = shutdown
                     try:
                         yield
                     finally:
