@@ -21,9 +21,11 @@ from api.metrics import metrics
 from api.node_api import NodeController, heartbeat
 from api.proxy import Gateway
 from api.request_id import request_id_middleware
+from api.shutdown import GracefulShutdown
 from fleet import Clock, Settings, build_services
 from fleet.admin_token import ensure_admin_token
 from fleet.clock import SYSTEM_CLOCK
+from fleet.fleet_metrics import FleetCollector
 from fleet.leader import leadership
 
 
@@ -47,8 +49,13 @@ class ControlPlaneApp(Litestar):
         await super().__call__(scope, receive, send)
 
 
-def create_app(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Litestar:
-    """Build the app; raises SettingsError at once when the admin token setup is unsafe."""
+def create_app(
+    settings: Settings, *, clock: Clock = SYSTEM_CLOCK, handle_signals: bool = False
+) -> Litestar:
+    """Build the app; raises SettingsError at once when the admin token setup is unsafe.
+
+    ``handle_signals`` (``cicfleet serve``) makes SIGTERM a graceful shutdown (api/shutdown.py).
+    """
     admin_token = ensure_admin_token(settings)
     gateway = Gateway()
 
@@ -70,8 +77,26 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Litestar:
             gc.collect()
             gc.freeze()
             try:
-                async with leadership(services):
-                    yield
+                async with leadership(services) as elector:
+                    if services.fleet is not None:
+                        app.state.fleet_metrics = FleetCollector(
+                            services.fleet.registry,
+                            services.sessions,
+                            is_leader=lambda: elector.is_leader,
+                            clock=services.clock,
+                        ).register(services.metrics.registry)
+                    shutdown = GracefulShutdown(
+                        grace_seconds=settings.shutdown_grace_seconds,
+                        step_down=elector.stop,
+                        in_flight=lambda: gateway.in_flight,
+                        cut=gateway.cut,
+                    )
+                    if handle_signals:
+                        shutdown.install()
+                    try:
+                        yield
+                    finally:
+                        await shutdown.close()
             finally:
                 await gateway.close()
 

@@ -17,4 +17,4 @@ from fleet import configure_logging, load_settings
 def app() -> Litestar:
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
-    return create_app(settings)
+    return create_app(settings, handle_signals=True)

@@ -69,6 +69,9 @@ _ROUTES = {
 }
 _NO_MODEL = "-"
 _CLIENT_CLOSED = 499
+_SHUTTING_DOWN = NoCapacity(
+    "This server is shutting down; retry the request", retry_after=1, code="shutting_down"
+)
 _BAD_JSON = (
     "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
     "using your HTTP library correctly. The OpenAI API expects a JSON payload.)"
@@ -82,6 +85,7 @@ class _Exchange:
         "admission",
         "arrived",
         "completion_tokens",
+        "cut",
         "disconnected",
         "finished",
         "headers",
@@ -111,6 +115,7 @@ class _Exchange:
         self.ttft: float | None = None
         self.recorded = False
         self.disconnected = False
+        self.cut = False  # ended by the server's shutdown grace running out
         self.finished = False
 
 
@@ -126,6 +131,7 @@ class Gateway:
     def __init__(self) -> None:
         self._services: Services | None = None
         self._http: aiohttp.ClientSession | None = None
+        self._active: dict[asyncio.Task[Any], _Exchange] = {}  # completions being served
 
     async def open(self, services: Services) -> None:
         settings = services.settings
@@ -140,6 +146,19 @@ class Gateway:
             auto_decompress=False,
             skip_auto_headers=("User-Agent",),
         )
+
+    @property
+    def in_flight(self) -> int:
+        """Completions being served right now (what a graceful shutdown waits for)."""
+        return len(self._active)
+
+    def cut(self) -> int:
+        """End every completion still running: streams get a retryable 503 error event and
+        their usage so far is recorded. Called when the shutdown grace runs out."""
+        for task, x in list(self._active.items()):
+            x.cut = True
+            task.cancel()
+        return len(self._active)
 
     async def close(self) -> None:
         if self._http is not None:
@@ -242,6 +261,9 @@ class Gateway:
             x.headers.append((hname.encode(), hvalue.encode()))
         gauge = svc.metrics.in_flight(model_label)
         gauge.inc()
+        me = asyncio.current_task()
+        if me is not None:
+            self._active[me] = x
         try:
             if req.stream:
                 if not req.include_usage:
@@ -255,6 +277,8 @@ class Gateway:
             x.status = err.status
             await _send_error(send, err, x.headers)
         finally:
+            if me is not None:
+                self._active.pop(me, None)
             gauge.dec()
             used = x.prompt_tokens + x.completion_tokens
             await svc.limiter.release(x.admission, used_tokens=used)
@@ -413,11 +437,14 @@ class Gateway:
             watcher.cancel()
             await send({"type": "http.response.body", "body": DONE, "more_body": False})
         except asyncio.CancelledError:
-            if not x.disconnected:
+            if not (x.disconnected or x.cut):
                 raise
             task.uncancel()
-            x.status = _CLIENT_CLOSED
+            x.status = _SHUTTING_DOWN.status if x.cut else _CLIENT_CLOSED
             await self._record(x)
+            if x.cut:
+                event = b"data: " + error_body(_SHUTTING_DOWN) + b"\n\n"
+                await send({"type": "http.response.body", "body": event, "more_body": False})
         except (aiohttp.ClientError, TimeoutError) as exc:
             # The node failed mid-stream: the client keeps what it got and learns why.
             kind = "timeout" if isinstance(exc, TimeoutError) else "stream"

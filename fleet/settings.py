@@ -93,6 +93,12 @@ class Settings(BaseSettings):
     region: str | None = Field(
         default=None, description="This replica's region: routing prefers nodes there"
     )
+    shutdown_grace_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="On SIGTERM, how long open requests may run before they are ended",
+    )
     local_engine_command: str | None = Field(
         default=None,
         description="Command a local node runs instead of the simulator, e.g. "

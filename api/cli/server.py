@@ -52,6 +52,9 @@ def serve(demo: bool) -> None:
             websockets=False,
             log_level=settings.log_level.lower(),  # type: ignore[arg-type]
             log_access=False,
+            # Backstop after SIGTERM: the app ends open requests after the grace period
+            # (api/shutdown.py) and then flushes usage; a worker stuck past that is killed.
+            workers_kill_timeout=int(settings.shutdown_grace_seconds) + 30,
         ).serve()
     finally:
         if demo_nodes is not None:

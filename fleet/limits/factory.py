@@ -38,4 +38,10 @@ def build_limiter(
         )
     else:
         store = MemoryCounterStore()
-    return LayeredLimiter(resolver, store, clock=clock, lease_seconds=settings.limits_lease_seconds)
+    return LayeredLimiter(
+        resolver,
+        store,
+        clock=clock,
+        lease_seconds=settings.limits_lease_seconds,
+        registry=registry,
+    )

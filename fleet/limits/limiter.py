@@ -14,6 +14,8 @@ import secrets
 from collections.abc import Sequence
 from typing import Protocol
 
+from prometheus_client import CollectorRegistry, Counter
+
 from fleet.clock import Clock
 from fleet.errors import QuotaExceeded, RateLimited
 from fleet.keys import KeyInfo
@@ -113,7 +115,15 @@ class LayeredLimiter:
         *,
         clock: Clock,
         lease_seconds: float = 30.0,
+        registry: CollectorRegistry | None = None,
     ) -> None:
+        # Refusals by layer and kind: which limit operators should look at when 429s rise.
+        self._refused = Counter(
+            "cic_limit_rejections",
+            "Requests refused by a rate limit or quota",
+            ["layer", "kind"],
+            registry=registry,
+        )
         self._resolver = resolver
         self._store = store
         self._clock = clock
@@ -147,7 +157,9 @@ class LayeredLimiter:
         )
         headers = rate_headers(checks, verdict)
         if verdict.rejected is not None:
-            err = refusal(checks[verdict.rejected], verdict, tokens)
+            refused = checks[verdict.rejected]
+            self._refused.labels(refused.layer.value, refused.kind.value).inc()
+            err = refusal(refused, verdict, tokens)
             err.headers.update(headers)
             raise err
         leased = tuple(c for c in checks if c.leased)
