@@ -40,6 +40,9 @@ class GatewayMetrics:
             "cic_upstream_errors", "Failed node requests", ["model", "kind"], registry=r
         )
         self._in_flight = Gauge("cic_in_flight", "Requests in flight", ["model"], registry=r)
+        self.billing_export_failures = Counter(
+            "cic_billing_export_failures", "Stripe meter exports that failed", registry=r
+        )
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def _child(self, metric: Any, *labels: str) -> Any:
