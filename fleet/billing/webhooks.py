@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from fleet.billing.tables import BillingAccount, StripeWebhookEvent
 from fleet.clock import SYSTEM_CLOCK, Clock, utcnow
-from fleet.errors import AuthenticationFailed, InvalidRequest, NotFound
+from fleet.errors import InvalidRequest, NotFound
 from fleet.logs import get_logger
 from fleet.tables import TenantStatus
 from fleet.tenancy import TenancyService
@@ -40,7 +40,9 @@ HANDLED = (
 )
 
 
-class WebhookSignatureInvalid(AuthenticationFailed):
+class WebhookSignatureInvalid(InvalidRequest):
+    """A delivery Stripe did not sign with our secret, or signed too long ago."""
+
     code = "invalid_signature"
 
 
