@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 from litestar import Controller, Request, get, post
 from litestar.datastructures import State
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from api.guards import actor, admin_guard
 from api.usage_route import parse_time
@@ -57,10 +57,10 @@ class BillingController(Controller):
     async def usage(
         self,
         state: State,
-        tenant: str | None = None,
-        since: str | None = None,
-        until: str | None = None,
-        by: str = "model",
+        tenant: FromQuery[str | None] = None,
+        since: FromQuery[str | None] = None,
+        until: FromQuery[str | None] = None,
+        by: FromQuery[str] = "model",
     ) -> dict[str, Any]:
         svc = _svc(state)
         tenant_id = (await svc.tenancy.get_tenant(tenant)).id if tenant else None
@@ -70,7 +70,10 @@ class BillingController(Controller):
 
     @get("/margin")
     async def margin(
-        self, state: State, since: str | None = None, until: str | None = None
+        self,
+        state: State,
+        since: FromQuery[str | None] = None,
+        until: FromQuery[str | None] = None,
     ) -> list[dict[str, Any]]:
         start, end = _window(since, until)
         rows = await margin_report(_svc(state).sessions, since=start, until=end)

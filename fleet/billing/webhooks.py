@@ -46,18 +46,19 @@ class WebhookSignatureInvalid(InvalidRequest):
     code = "invalid_signature"
 
 
-def verify(payload: bytes, signature: str | None, secret: str) -> Any:
+def verify(payload: bytes, signature: str | None, secret: str) -> dict[str, Any]:
     """The Stripe event in ``payload`` if its signature is valid and fresh; raises otherwise."""
     import stripe
 
     if not signature:
         raise WebhookSignatureInvalid("missing Stripe-Signature header")
     try:
-        return stripe.Webhook.construct_event(payload, signature, secret)
+        event = stripe.Webhook.construct_event(payload, signature, secret)
     except stripe.SignatureVerificationError:
         raise WebhookSignatureInvalid("invalid or stale Stripe signature") from None
     except ValueError:
         raise InvalidRequest("webhook body is not a Stripe event") from None
+    return event.to_dict()  # plain dicts all the way down
 
 
 class BillingStanding:
@@ -106,7 +107,7 @@ class BillingStanding:
         return "handled"
 
     async def _tenant_of(self, obj: Any) -> str | None:
-        customer = obj.get("customer") if hasattr(obj, "get") else None
+        customer = obj.get("customer")
         if customer:
             async with self._sessions() as s:
                 q = select(BillingAccount.tenant_id).where(

@@ -11,7 +11,7 @@ from pathlib import Path
 from fleet.billing.journal import UsageJournal, read_segment
 from fleet.billing.ledger import UsageShipper
 from fleet.billing.pricing import Pricer
-from fleet.tables import ModelPrice, Node
+from fleet.tables import Node
 from tests.billing.support import count, event, rows
 
 

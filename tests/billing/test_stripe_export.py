@@ -86,9 +86,7 @@ async def test_export_twice_sends_each_identifier_once(services, fake_stripe) ->
     assert all(r.response and r.response.startswith("ok ") for r in rows)
 
 
-async def test_stripe_usage_hourly_and_records_agree_after_late_rows(
-    services, fake_stripe
-) -> None:
+async def test_stripe_usage_hourly_and_records_agree_after_late_rows(services, fake_stripe) -> None:
     await _usage(services, 3, tenant="ten_a", at=HOUR)
     await aggregate(services.sessions, hours=[HOUR])
     exporter = _exporter(services)
