@@ -17,11 +17,13 @@ from typing import Any
 import aiohttp
 import pytest
 import uvicorn
+from sqlalchemy import select
 
 from agent.simulator import SimulatorConfig, start_simulator
 from api.app import create_app
 from fleet import load_settings
 from fleet.billing.tables import BillingAccount
+from fleet.tables import UsageRecord
 from tests.conftest import free_port
 
 MODEL = "m"
@@ -73,7 +75,7 @@ async def plane(services, **overrides: Any) -> AsyncIterator[Plane]:
         tenant = await services.tenancy.create_tenant(name, plan="pro", actor="t")
         tenants[name] = tenant.id
         _, keys[name] = await services.tenancy.create_key(name, actor="t")
-    config = SimulatorConfig(model=MODEL, ttft_ms=0, itl_ms=0)
+    config = SimulatorConfig(model=MODEL, ttft_ms=0, itl_ms=overrides.pop("itl_ms", 0))
     async with start_simulator(config) as node_url:
         await services.nodes.add_static(MODEL, node_url, actor="t")
         settings = load_settings(
@@ -206,3 +208,21 @@ async def test_failed_payment_suspends_after_grace_and_payment_restores(services
         async with services.sessions() as s:
             account = await s.get(BillingAccount, p.tenants["acme"])
         assert account.has_payment_method and account.delinquent_since is None
+
+
+async def test_a_stream_cut_by_the_client_is_billed_for_what_was_sent(services) -> None:
+    async with plane(services, itl_ms=20) as p:
+        resp = await p.chat("acme", max_tokens=200, stream=True)
+        got = 0
+        async for line in resp.content:
+            got += line.startswith(b"data: ")
+            if got == 5:
+                break
+        resp.close()  # the client goes away mid-stream
+        await asyncio.sleep(0.3)
+        await p.app.state.services.usage.flush()
+        async with services.sessions() as s:
+            row = (await s.execute(select(UsageRecord))).scalars().one()
+    assert row.status == 499 and row.stream
+    assert 5 <= row.completion_tokens < 200  # what was sent, not what was asked for
+    assert row.cost > 0

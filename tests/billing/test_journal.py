@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
+
 from fleet.billing.journal import UsageJournal, read_segment
 from fleet.billing.ledger import UsageShipper
 from fleet.billing.pricing import Pricer
@@ -91,7 +93,7 @@ async def test_a_dead_process_segments_are_replayed_once(services, tmp_path) -> 
     assert await count(services.sessions) == 30
     # A segment shipped but not deleted before a crash is replayed without duplicates.
     seg = live.directory / "000000099999.log"
-    seg.write_bytes(b"".join(__import__("msgspec").json.encode(event(n)) + b"\n" for n in range(5)))
+    seg.write_bytes(b"".join(msgspec.json.encode(event(n)) + b"\n" for n in range(5)))
     live._sealed.append(seg)
     await live.flush()
     await live.close()
@@ -115,8 +117,6 @@ async def test_a_live_replica_directory_is_left_alone(services, tmp_path) -> Non
 
 async def test_torn_last_line_is_skipped(tmp_path) -> None:
     seg = tmp_path / "1.log"
-    import msgspec
-
     seg.write_bytes(msgspec.json.encode(event(1)) + b"\n" + msgspec.json.encode(event(2))[:20])
     assert [e.request_id for e in read_segment(seg)] == ["req-1"]
 
