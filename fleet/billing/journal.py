@@ -65,6 +65,16 @@ def read_segment(path: Path) -> list[UsageEvent]:
     return events
 
 
+class _Group:
+    """Events that share one write and one fdatasync."""
+
+    __slots__ = ("done", "error")
+
+    def __init__(self) -> None:
+        self.done = asyncio.Event()
+        self.error: Exception | None = None
+
+
 class UsageJournal:
     """Group-committed append-only usage journal, shipped to the database in batches."""
 
@@ -91,7 +101,7 @@ class UsageJournal:
         self._count = 0
         self._sealed: deque[Path] = deque()
         self._buf: list[bytes] = []
-        self._group: asyncio.Future[None] | None = None
+        self._group: _Group | None = None
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -166,11 +176,14 @@ class UsageJournal:
         self._buf.append(_ENCODER.encode(event))
         group = self._group
         if group is None:
-            group = self._group = asyncio.get_running_loop().create_future()
+            group = self._group = _Group()
             self._idle.clear()
             self._wake.set()
-        # Shielded: a client that goes away must not cancel the fsync others wait on.
-        await asyncio.shield(group)
+        # Each waiter waits on its own future inside the event: a client that goes away
+        # cancels only its own wait, never the sync the others wait on.
+        await group.done.wait()
+        if group.error is not None:
+            raise group.error
 
     async def flush(self) -> None:
         """Ship everything recorded so far to the database now."""
@@ -196,12 +209,10 @@ class UsageJournal:
                     await asyncio.to_thread(self._append, buf)
             except Exception as exc:
                 log.error("usage journal write failed", extra={"error": type(exc).__name__})
-                if group is not None and not group.done():
-                    group.set_exception(UsageNotDurable(f"usage journal write failed: {exc}"))
-                    group.exception()  # retrieved: waiters that left must not log it again
-            else:
-                if group is not None and not group.done():
-                    group.set_result(None)
+                if group is not None:
+                    group.error = UsageNotDurable(f"usage journal write failed: {exc}")
+            if group is not None:
+                group.done.set()
             if self._buf:
                 self._wake.set()
             else:
