@@ -29,6 +29,7 @@ log = get_logger("cicfleet.billing")
 
 WATERMARK = "usage_hourly.last_record_id"
 HOUR = timedelta(hours=1)
+_LOCK_KEY = 0x0C1CB111  # advisory lock of the aggregation
 _DIMENSIONS = ("tenant_id", "environment_id", "key_id", "model", "region")
 
 
@@ -45,6 +46,9 @@ async def aggregate(
     """Rebuild the hours touched since the last run (plus ``hours``); returns them."""
     now = hour_start(utcnow(clock))
     async with sessions() as s, s.begin():
+        if s.bind.dialect.name == "postgresql":
+            # One rebuild at a time across replicas (the leader's job, an operator's export).
+            await s.execute(select(func.pg_advisory_xact_lock(_LOCK_KEY)))
         state = await s.get(BillingState, WATERMARK)
         last = state.value if state is not None else 0
         top = (await s.execute(select(func.max(UsageRecord.id)))).scalar() or 0

@@ -4,7 +4,8 @@ journal (the gateway's usage sink), the credit gate, pricing, and the leader's b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -34,11 +35,13 @@ class Billing:
     quota: QuotaGate
     exporter: StripeExporter
     standing: BillingStanding
+    _aggregating: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def aggregate(self, hours: list[datetime] | None = None) -> list[datetime]:
         """Ship journaled usage, then rebuild the touched hours of ``usage_hourly``."""
-        await self.journal.flush()
-        return await aggregate(self.sessions, clock=self.clock, hours=hours or ())
+        async with self._aggregating:
+            await self.journal.flush()
+            return await aggregate(self.sessions, clock=self.clock, hours=hours or ())
 
     async def export(self, hour: datetime | None = None) -> dict[str, Any]:
         """Aggregate, then send due meter events (one hour, or every closed hour)."""
