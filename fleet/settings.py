@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     usage_journal_fsync: bool = Field(
         default=True, description="fdatasync each journal group (off only for benchmarks)"
     )
+    usage_journal_commit_ms: float = Field(
+        default=2.0, ge=0, le=100, description="Least time between two journal syncs"
+    )
     billing_enforce_quota: bool | None = Field(
         default=None,
         description="429 insufficient_quota without credit or payment method; "

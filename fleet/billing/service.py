@@ -77,6 +77,7 @@ def build_billing(
         rotate_seconds=settings.usage_flush_seconds,
         segment_events=settings.usage_batch_size,
         fsync=settings.usage_journal_fsync,
+        commit_interval=settings.usage_journal_commit_ms / 1000.0,
     )
     quota = QuotaGate(
         sessions,
