@@ -102,12 +102,8 @@ def test_usage_margin_credits_and_export_twice(tmp_path: Path) -> None:
         shown = json.loads(cp.cli("credits", "show", "acme", "--json").stdout)
         assert Decimal(shown["balance"]) == 0  # $0.003 used, $0.001 granted
 
-        first = json.loads(
-            cp.cli("billing", "export", "--hour", hour.isoformat(), "--json").stdout
-        )
-        again = json.loads(
-            cp.cli("billing", "export", "--hour", hour.isoformat(), "--json").stdout
-        )
+        first = json.loads(cp.cli("billing", "export", "--hour", hour.isoformat(), "--json").stdout)
+        again = json.loads(cp.cli("billing", "export", "--hour", hour.isoformat(), "--json").stdout)
         assert first["sent"] == 3 and first["failed"] == 0 and again["sent"] == 0
         assert set(FakeStripe.calls.values()) == {1}
         totals = Counter()
