@@ -1,7 +1,7 @@
 """Metering figures: the usage ledger's rows/s into PostgreSQL, and what metering costs the
 gateway in requests/s.
 
-1. Ledger alone: ``--events`` usage events recorded through the durable journal by 512
+1. Ledger alone: ``--events`` usage events recorded through the durable journal by 2,048
    concurrent writers (group-committed fdatasync), then shipped to ``usage_records`` by COPY.
    Baseline in the same run: the same rows written as one multi-row INSERT per 2,000
    (executemany, what the previous batching recorder did).
@@ -34,6 +34,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import gateway_overhead as go  # noqa: E402  (the fake node, wrk driver, process helpers)
+
+# Concurrent requests recording usage: ~50k req/s x ~50 ms in flight on a busy fleet.
+WRITERS = 2048
 
 
 async def _fresh_db(admin: str) -> str:
@@ -141,7 +144,7 @@ async def ledger_alone(admin: str, n: int, tmp: Path) -> None:
                 await journal.record(e)
 
         t0 = time.perf_counter()
-        await asyncio.gather(*(writer() for _ in range(512)))
+        await asyncio.gather(*(writer() for _ in range(WRITERS)))
         recorded = time.perf_counter() - t0
         while await _count(dsn) < 2 * n:
             await asyncio.sleep(0.05)
@@ -160,7 +163,7 @@ async def ledger_alone(admin: str, n: int, tmp: Path) -> None:
     print(f"\n== ledger alone, {n:,} usage events, PostgreSQL")
     print(f"baseline executemany (2,000/statement): {base_rate:>10,.0f} rows/s")
     print(
-        f"journal record (fdatasync, 512 writers): {n / recorded:>10,.0f} events/s durable "
+        f"journal record (fdatasync, {WRITERS} writers): {n / recorded:>10,.0f} events/s durable "
         f"({n / recorded / base_rate:.2f}x baseline)"
     )
     print(

@@ -70,7 +70,7 @@ class Settings(BaseSettings):
         default=True, description="fdatasync each journal group (off only for benchmarks)"
     )
     usage_journal_commit_ms: float = Field(
-        default=2.0, ge=0, le=100, description="Least time between two journal syncs"
+        default=5.0, ge=0, le=100, description="Least time between two journal syncs"
     )
     billing_enforce_quota: bool | None = Field(
         default=None,

@@ -88,7 +88,7 @@ class UsageJournal:
         segment_events: int = 2000,
         ship_batch: int = 20_000,
         fsync: bool = True,
-        commit_interval: float = 0.002,
+        commit_interval: float = 0.005,
     ) -> None:
         self._root = root
         self._shipper = shipper
