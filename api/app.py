@@ -14,6 +14,7 @@ from litestar.openapi import OpenAPIConfig
 
 from api.admin import ADMIN_CONTROLLERS
 from api.admin_limits import LIMITS_CONTROLLERS
+from api.billing_admin import BILLING_ROUTES
 from api.errors import EXCEPTION_HANDLERS
 from api.fleet_admin import FleetController
 from api.health import health, ready
@@ -112,6 +113,7 @@ def create_app(
             heartbeat,
             FleetController,
             *LIMITS_CONTROLLERS,
+            *BILLING_ROUTES,
         ],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,

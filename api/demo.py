@@ -11,12 +11,14 @@ from decimal import Decimal
 import click
 
 from fleet import NotFound, Settings, build_services, get_logger, hash_key
+from fleet.billing.credits import grant_credit
 
 log = get_logger("cicfleet.demo")
 
 DEMO_MODEL = "demo-llm"
 DEMO_TENANT = "demo"
 DEMO_NODES = 2
+DEMO_CREDIT = Decimal("5.00")
 
 
 @dataclass
@@ -61,7 +63,9 @@ async def _provision(settings: Settings) -> str:
         try:
             await svc.tenancy.get_tenant(DEMO_TENANT)
         except NotFound:
-            await svc.tenancy.create_tenant(DEMO_TENANT, plan="pro", actor="demo")
+            tenant = await svc.tenancy.create_tenant(DEMO_TENANT, plan="pro", actor="demo")
+            # Free-tier credit, so the demo serves even where billing enforces quota.
+            await grant_credit(svc.sessions, tenant.id, DEMO_CREDIT, kind="free_tier", actor="demo")
         key = key_file.read_text().strip() if key_file.exists() else ""
         if not key or await svc.tenancy.resolve(hash_key(key)) is None:
             _, key = await svc.tenancy.create_key(DEMO_TENANT, name="demo", actor="demo")

@@ -190,6 +190,10 @@ class Gateway:
                 if scope["method"] != "POST":
                     raise _method_not_allowed("POST")
                 await self._completion(x, route[0], route[1], auth, length, receive, send)
+            elif path == "/usage":
+                if scope["method"] != "GET":
+                    raise _method_not_allowed("GET")
+                await self._usage(x, auth, scope.get("query_string", b""), send)
             elif path == "/models" or path.startswith("/models/"):
                 if scope["method"] != "GET":
                     raise _method_not_allowed("GET")
@@ -215,6 +219,16 @@ class Gateway:
             if model is None:
                 raise ModelNotFound(f"The model '{name}' does not exist", param="model")
             out = _card(model)
+        await _send_json(send, 200, _ENCODER.encode(out), x.headers)
+
+    # -- usage (the caller's own tenant only) ------------------------------------------------
+    async def _usage(self, x: _Exchange, auth: bytes | None, query: bytes, send: Any) -> None:
+        from api.usage_route import tenant_usage
+
+        svc = self._services
+        assert svc is not None
+        key = await svc.auth.authenticate(auth.decode("latin-1") if auth else None)
+        out = await tenant_usage(svc, key.tenant_id, query)
         await _send_json(send, 200, _ENCODER.encode(out), x.headers)
 
     # -- completions, embeddings -----------------------------------------------------------
@@ -245,6 +259,8 @@ class Gateway:
             model_label = name
             x.req = req = check(endpoint, body, model)
             x.prompt_tokens = req.prompt_estimate
+            if svc.billing is not None and svc.billing.quota.enabled:
+                await svc.billing.quota.check(x.key.tenant_id)
             x.admission = await svc.limiter.acquire(
                 LimitRequest(key=x.key, model=name, estimated_tokens=req.estimated_tokens)
             )
@@ -488,6 +504,7 @@ class Gateway:
             ttft_ms=None if ttft is None else ttft * 1000.0,
             node_id=None if node is None else node.id,
             region="local" if node is None else node.region,
+            node_concurrency=1 if node is None else max(node.in_flight, 1),
         )
         await svc.usage.record(event)
 

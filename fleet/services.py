@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from fleet.auth import KeyAuth, invalidation_channel
+from fleet.billing.service import Billing, build_billing
 from fleet.catalog import CatalogService
 from fleet.clock import SYSTEM_CLOCK, Clock
 from fleet.db import create_engine, session_factory, upgrade
@@ -32,7 +33,6 @@ from fleet.scaling import ScalingService
 from fleet.settings import Settings
 from fleet.tenancy import TenancyService
 from fleet.usage import UsageSink
-from fleet.usage_recorder import UsageRecorder
 from fleet.waiter import FirstNodeWaiter
 
 log = get_logger("cicfleet.services")
@@ -59,6 +59,7 @@ class Services:
     exit_stack: AsyncExitStack = field(default_factory=AsyncExitStack)
     fleet: FleetManager | None = None
     rates: RequestRates | None = None  # cluster-wide requests/s per model (autoscaler)
+    billing: Billing | None = None
 
 
 @asynccontextmanager
@@ -89,11 +90,8 @@ async def build_services(
     fleet = build_fleet(settings, sessions, clock)
     pool = NodePool(fleet.registry, fleet.router, region=settings.region)
     nodes.changed.connect(pool.refresh_soon)
-    usage = UsageRecorder(
-        engine,
-        flush_seconds=settings.usage_flush_seconds,
-        batch_size=settings.usage_batch_size,
-    )
+    billing = build_billing(settings, engine, sessions, tenancy, metrics, clock=clock)
+    usage = billing.journal  # durable before the final chunk; shipped in batches
     services = Services(
         settings=settings,
         clock=clock,
@@ -126,6 +124,8 @@ async def build_services(
     services.fleet = fleet
     services.rates = RequestRates(metrics, clock, redis=redis, prefix=settings.redis_prefix)
     rate_reports = Periodic("request rate reports", services.rates.publish, seconds=5.0)
+    services.billing = billing
+    billing.register_jobs(services.jobs)
     services.exit_stack.push_async_callback(fleet.close)
     try:
         async with services.exit_stack as stack:

@@ -62,6 +62,34 @@ class Settings(BaseSettings):
     stripe_api_key: SecretStr | None = None
     stripe_api_base: str | None = None
     stripe_webhook_secret: SecretStr | None = None
+    # Metering and billing (docs/billing.md).
+    usage_journal_dir: Path | None = Field(
+        default=None, description="Durable usage journal; unset means CIC_HOME/usage-journal"
+    )
+    usage_journal_fsync: bool = Field(
+        default=True, description="fdatasync each journal group (off only for benchmarks)"
+    )
+    usage_journal_commit_ms: float = Field(
+        default=5.0, ge=0, le=100, description="Least time between two journal syncs"
+    )
+    billing_enforce_quota: bool | None = Field(
+        default=None,
+        description="429 insufficient_quota without credit or payment method; "
+        "unset means only when CIC_STRIPE_API_KEY is set",
+    )
+    billing_quota_cache_seconds: float = Field(default=15.0, ge=0, le=3600)
+    billing_aggregate_seconds: float = Field(default=60.0, gt=0, description="Aggregation period")
+    billing_export_seconds: float = Field(default=300.0, gt=0, description="Stripe export period")
+    billing_export_delay_seconds: float = Field(
+        default=300.0, ge=0, description="An hour is exported this long after it ends"
+    )
+    billing_export_lookback_hours: int = Field(default=48, ge=1, le=24 * 35)
+    billing_dunning_grace_seconds: float = Field(
+        default=3 * 86400.0, ge=0, description="Failed payment to suspension"
+    )
+    billing_meter_prefix: str = Field(
+        default="cic", pattern=r"^[a-z][a-z0-9_]{0,31}$", description="Stripe meter event names"
+    )
     limits_on_redis_error: Literal["open", "closed"] = Field(
         default="open",
         description="Redis down: 'open' limits per replica in process, 'closed' answers 503",
@@ -138,6 +166,16 @@ class Settings(BaseSettings):
         if self.database_url.startswith("postgresql://"):
             return "postgresql+asyncpg://" + self.database_url.removeprefix("postgresql://")
         return self.database_url
+
+    @property
+    def effective_usage_journal_dir(self) -> Path:
+        return self.usage_journal_dir or self.home / "usage-journal"
+
+    @property
+    def quota_enforced(self) -> bool:
+        if self.billing_enforce_quota is not None:
+            return self.billing_enforce_quota
+        return self.stripe_api_key is not None
 
     @property
     def is_embedded_database(self) -> bool:

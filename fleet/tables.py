@@ -204,6 +204,7 @@ class UsageRecord(SQLModel, table=True):
     ttft_ms: float | None = None
     latency_ms: float = 0.0
     cost: Decimal = Field(default=Decimal(0), sa_type=Money)
+    gpu_cost: Decimal = Field(default=Decimal(0), sa_type=Money)  # node price x GPU-seconds
     created_at: datetime = _ts()
 
 
@@ -304,3 +305,14 @@ class LeaderLease(SQLModel, table=True):
     holder: str = Field(max_length=128)
     acquired_at: datetime = _ts()
     renewed_at: datetime = _ts()
+
+
+# Billing tables (usage_hourly, credits, Stripe accounts and exports) live with their code.
+from fleet.billing.tables import (  # noqa: E402, F401
+    BillingAccount,
+    BillingEvent,
+    BillingState,
+    CreditGrant,
+    StripeWebhookEvent,
+    UsageHourly,
+)

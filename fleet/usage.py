@@ -29,6 +29,7 @@ class UsageEvent:
     ttft_ms: float | None = None
     node_id: str | None = None
     region: str = "local"
+    node_concurrency: int = 1  # requests the node served at once: this one's GPU-time share
 
 
 class UsageSink(Protocol):

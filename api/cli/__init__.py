@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import click
 
+from api.cli.billing import billing, credits, margin, usage
 from api.cli.catalog import audit, models, nodes
 from api.cli.fleet import agent, down, drain, launch, scale, status
 from api.cli.limits import limits, plans
@@ -26,6 +27,8 @@ for _command in (serve, db, tenants, envs, keys, models, nodes, audit):
 for _command in (limits, plans):
     main.add_command(_command)
 for _command in (launch, scale, status, drain, down, agent):
+    main.add_command(_command)
+for _command in (usage, credits, margin, billing):
     main.add_command(_command)
 
 __all__ = ["main"]
