@@ -103,6 +103,7 @@ def fleet_autoscaling(services: Services) -> AutoscalingJob:
     from heartbeats), the decision's target applied as the pool's ``replicas`` (the reconciler
     spreads them over the pool's regions), zones from the SkyPilot task files."""
     from fleet.providers.skypilot import task_zones
+    from fleet.scaling_decisions import DecisionLog
     from fleet.tables import NodeState, Pool
 
     fleet = services.fleet
@@ -127,7 +128,10 @@ def fleet_autoscaling(services: Services) -> AutoscalingJob:
         )
         return Observation(nodes=loads)
 
+    decisions = DecisionLog(services.sessions, clock=services.clock)
+
     async def apply(decision: ScalingDecision) -> None:
+        await decisions.record(decision)  # what the console shows, on every replica
         async with services.sessions() as session:
             pool = await session.get(Pool, decision.model)
         if pool is not None and pool.replicas != decision.target:
