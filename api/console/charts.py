@@ -19,7 +19,7 @@ class Bar:
 
 
 def bar_chart(title: str, bars: Sequence[Bar], *, width: int = 640, height: int = 180) -> Markup:
-    """An accessible SVG bar chart of ``bars`` (scaled to the largest value)."""
+    """A captioned, accessible SVG bar chart of ``bars`` (scaled to the largest value)."""
     top = max((b.value for b in bars), default=0.0) or 1.0
     n = max(len(bars), 1)
     pad_bottom, pad_top = 22, 16
@@ -28,6 +28,7 @@ def bar_chart(title: str, bars: Sequence[Bar], *, width: int = 640, height: int 
     usable = height - pad_bottom - pad_top
     desc = "; ".join(f"{b.label}: {b.text}" for b in bars) or "no data"
     parts = [
+        f"<figure><figcaption>{escape(title)}</figcaption>",
         f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
         f'preserveAspectRatio="none" aria-labelledby="t-{id(bars)} d-{id(bars)}">',
         f'<title id="t-{id(bars)}">{escape(title)}</title>',
@@ -54,5 +55,5 @@ def bar_chart(title: str, bars: Sequence[Bar], *, width: int = 640, height: int 
                 f'<text x="{x + bar_w / 2:.1f}" y="{height - 6}" class="label" '
                 f'text-anchor="middle">{escape(b.label)}</text>'
             )
-    parts.append("</svg>")
+    parts.append("</svg></figure>")
     return Markup("".join(parts))  # noqa: S704 - every interpolated text is escaped above

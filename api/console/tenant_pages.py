@@ -61,34 +61,82 @@ def money(value: Decimal) -> str:
     return f"${value:,.4f}" if abs(value) < 1 else f"${value:,.2f}"
 
 
-async def _limits(state: State, tenant: Tenant, now: datetime) -> list[dict[str, Any]]:
-    """Each figure of the tenant's effective limits with what was used against it: the last
-    minute for per-minute figures, today (UTC) for per-day ones. Usage is read from the
-    billed records, so it lags the limiter by the usage flush interval."""
-    svc = services(state)
-    views = await svc.limits.show(Target(Layer.TENANT, tenant.id, tenant.name, tenant.plan))
-    minute = _total(
-        await usage_report(svc.sessions, tenant_id=tenant.id, since=now - timedelta(minutes=1))
-    )
-    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    today = _total(await usage_report(svc.sessions, tenant_id=tenant.id, since=midnight))
-    used = {
-        "rpm": minute.requests,
-        "tpm": minute.prompt_tokens + minute.completion_tokens,
-        "rpd": today.requests,
-        "tpd": today.prompt_tokens + today.completion_tokens,
+FIGURES = ("rpm", "tpm", "rpd", "tpd", "concurrency")
+
+
+def _used(minute: list[UsageRow], today: list[UsageRow]) -> dict[str, int]:
+    m, d = _total(minute), _total(today)
+    return {
+        "rpm": m.requests,
+        "tpm": m.prompt_tokens + m.completion_tokens,
+        "rpd": d.requests,
+        "tpd": d.prompt_tokens + d.completion_tokens,
     }
-    out = []
-    for view in views:
-        figures = view.effective.as_dict()
-        rows = []
-        for name in ("rpm", "tpm", "rpd", "tpd", "concurrency"):
-            limit = figures.get(name)
-            value = used.get(name)
-            share = None if limit in (None, 0) or value is None else min(1.0, value / limit)
-            rows.append({"name": name, "limit": limit, "used": value, "share": share})
-        out.append({"layer": view.target.layer.value, "label": view.target.label, "rows": rows})
-    return out
+
+
+def _rows(figures: dict[str, int | None], used: dict[str, int] | None) -> list[dict[str, Any]]:
+    rows = []
+    for name in FIGURES:
+        limit = figures.get(name)
+        value = None if used is None else used.get(name)
+        share = None if not limit or value is None else min(1.0, value / limit)
+        rows.append({"name": name, "limit": limit, "used": value, "share": share})
+    return rows
+
+
+async def _limits(state: State, tenant: Tenant, keys: list[Any], now: datetime) -> dict[str, Any]:
+    """What applies at each layer, and what was used against it: the last minute for
+    per-minute figures, today (UTC) for per-day ones. Usage is read from the billed records,
+    so it lags the limiter by the usage flush interval; concurrency is not recorded there."""
+    svc = services(state)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    minute = await usage_report(
+        svc.sessions, tenant_id=tenant.id, since=now - timedelta(minutes=1), by="key"
+    )
+    today = await usage_report(svc.sessions, tenant_id=tenant.id, since=midnight, by="key")
+    minute_of = {r.group: r for r in minute}
+    today_of = {r.group: r for r in today}
+
+    def used_by(key_ids: set[str]) -> dict[str, int]:
+        return _used(
+            [r for r in minute if r.group in key_ids], [r for r in today if r.group in key_ids]
+        )
+
+    views = await svc.limits.show(Target(Layer.TENANT, tenant.id, tenant.name, tenant.plan))
+    layers = [
+        {
+            "layer": v.target.layer.value,
+            "label": v.target.label,
+            # the global layer counts every tenant: this tenant's usage says nothing there
+            "rows": _rows(
+                v.effective.as_dict(),
+                used_by({k.id for k in keys}) if v.target.layer is Layer.TENANT else None,
+            ),
+        }
+        for v in views
+    ]
+    for env in await svc.tenancy.list_environments(tenant.id):
+        target = Target(Layer.ENVIRONMENT, env.id, f"{tenant.name}/{env.name}", tenant.plan)
+        view = (await svc.limits.show(target))[-1]
+        mine = {k.id for k in keys if k.environment_id == env.id}
+        layers.append(
+            {
+                "layer": "environment",
+                "label": view.target.label,
+                "rows": _rows(view.effective.as_dict(), used_by(mine)),
+            }
+        )
+    per_key = {}
+    for k in keys:
+        if k.status != "active":
+            continue
+        view = (await svc.limits.show(Target(Layer.KEY, k.id, k.id, tenant.plan)))[-1]
+        one = _used(
+            [minute_of[k.id]] if k.id in minute_of else [],
+            [today_of[k.id]] if k.id in today_of else [],
+        )
+        per_key[k.id] = _rows(view.effective.as_dict(), one)
+    return {"layers": layers, "per_key": per_key}
 
 
 async def _usage(state: State, tenant: Tenant, now: datetime) -> dict[str, Any]:
@@ -113,15 +161,15 @@ async def _usage(state: State, tenant: Tenant, now: datetime) -> dict[str, Any]:
         "total": _total(series),
         "charts": [
             bar_chart(
-                f"Tokens per day, last {CHART_DAYS} days",
-                [Bar(lbl, t, f"{t:,}") for lbl, t in zip(labels, tokens, strict=True)],
-            ),
-            bar_chart(
                 f"Requests per day, last {CHART_DAYS} days",
                 [
                     Bar(lbl, r.requests, f"{r.requests:,}")
                     for lbl, r in zip(labels, series, strict=True)
                 ],
+            ),
+            bar_chart(
+                f"Tokens per day, last {CHART_DAYS} days",
+                [Bar(lbl, t, f"{t:,}") for lbl, t in zip(labels, tokens, strict=True)],
             ),
             bar_chart(
                 f"Cost per day, last {CHART_DAYS} days",
@@ -171,7 +219,7 @@ class TenantPages(Controller):
             "environments": envs,
             "keys": [(k, names.get(k.environment_id, "?")) for k in reversed(keys)],
             "credits": money(await credit_balance(svc.sessions, tenant.id)),
-            "limits": await _limits(state, tenant, now),
+            **await _limits(state, tenant, keys, now),
             "live_url": f"/console/t/{tenant.id}/live",
         }
 
