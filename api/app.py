@@ -14,7 +14,7 @@ from litestar.openapi import OpenAPIConfig
 
 from api.admin import ADMIN_CONTROLLERS
 from api.admin_limits import LIMITS_CONTROLLERS
-from api.console import CONSOLE_HANDLERS, console_templates
+from api.console import CONSOLE_HANDLERS, console_lifespan, console_templates
 from api.errors import EXCEPTION_HANDLERS
 from api.fleet_admin import FleetController
 from api.health import health, ready
@@ -91,7 +91,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Litestar:
             *CONSOLE_HANDLERS,
         ],
         template_config=console_templates(),
-        lifespan=[lifespan],
+        lifespan=[lifespan, console_lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[request_id_middleware],
         cors_config=cors,

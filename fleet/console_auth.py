@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 
 from fleet import audit
 from fleet.clock import Clock, utcnow
@@ -75,8 +76,8 @@ class ConsoleAuth:
         now = utcnow(self._clock)
         async with self._sessions() as s:
             q = select(Tenant).where(
-                (Tenant.id == tenant_ref) | (Tenant.name == tenant_ref),
-                Tenant.status != TenantStatus.DELETED,
+                (col(Tenant.id) == tenant_ref) | (col(Tenant.name) == tenant_ref),
+                col(Tenant.status) != TenantStatus.DELETED,
             )
             tenant = (await s.execute(q)).scalars().first()
             if tenant is None:
@@ -131,8 +132,8 @@ class ConsoleAuth:
         async with self._sessions() as s:
             s.add(row)
             # Expired sessions and links are dropped as new ones start: no job needed.
-            await s.execute(delete(ConsoleSession).where(ConsoleSession.expires_at <= now))  # type: ignore[arg-type]
-            await s.execute(delete(ConsoleLoginLink).where(ConsoleLoginLink.expires_at <= now))  # type: ignore[arg-type]
+            await s.execute(delete(ConsoleSession).where(col(ConsoleSession.expires_at) <= now))
+            await s.execute(delete(ConsoleLoginLink).where(col(ConsoleLoginLink.expires_at) <= now))
             await s.commit()
         return token, SignedIn(tenant_id, row.csrf, row.expires_at)
 
@@ -150,5 +151,7 @@ class ConsoleAuth:
         if not token:
             return
         async with self._sessions() as s:
-            await s.execute(delete(ConsoleSession).where(ConsoleSession.token_hash == _hash(token)))  # type: ignore[arg-type]
+            await s.execute(
+                delete(ConsoleSession).where(col(ConsoleSession.token_hash) == _hash(token))
+            )
             await s.commit()

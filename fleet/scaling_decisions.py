@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 
 from fleet.autoscaler import ScalingDecision
 from fleet.clock import Clock, utcnow
@@ -57,15 +58,15 @@ class DecisionLog:
             )
             await s.flush()
             newest = (
-                select(ScalingDecisionRow.id)
-                .where(ScalingDecisionRow.model == decision.model)
-                .order_by(ScalingDecisionRow.id.desc())  # type: ignore[union-attr]
+                select(col(ScalingDecisionRow.id))
+                .where(col(ScalingDecisionRow.model) == decision.model)
+                .order_by(col(ScalingDecisionRow.id).desc())
                 .limit(self._keep)
             )
             await s.execute(
                 delete(ScalingDecisionRow).where(
-                    ScalingDecisionRow.model == decision.model,  # type: ignore[arg-type]
-                    ScalingDecisionRow.id.not_in(newest.scalar_subquery()),  # type: ignore[union-attr]
+                    col(ScalingDecisionRow.model) == decision.model,
+                    col(ScalingDecisionRow.id).not_in(newest.scalar_subquery()),
                 )
             )
             await s.commit()
@@ -77,8 +78,8 @@ async def recent_decisions(
     sessions: async_sessionmaker[AsyncSession], *, model: str | None = None, limit: int = 20
 ) -> Sequence[ScalingDecisionRow]:
     """The newest decisions first (of one pool when ``model`` is given)."""
-    q = select(ScalingDecisionRow).order_by(ScalingDecisionRow.id.desc()).limit(limit)  # type: ignore[union-attr]
+    q = select(ScalingDecisionRow).order_by(col(ScalingDecisionRow.id).desc()).limit(limit)
     if model is not None:
-        q = q.where(ScalingDecisionRow.model == model)
+        q = q.where(col(ScalingDecisionRow.model) == model)
     async with sessions() as s:
         return (await s.execute(q)).scalars().all()

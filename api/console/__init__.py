@@ -6,10 +6,13 @@ Tenants manage keys and see usage; operators see and steer the fleet. See docs/c
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from litestar import Request, Response, Router
+from litestar import Litestar, Request, Response, Router
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
@@ -21,8 +24,9 @@ from api.console.session import Forbidden, NotSignedIn, context
 from api.console.sign_in import LoginLinkController, SignInPages
 from api.console.tenant_pages import TenantPages
 from fleet.errors import CicError
+from fleet.node_timeline import NodeTimeline
 
-__all__ = ["CONSOLE_HANDLERS", "console_templates"]
+__all__ = ["CONSOLE_HANDLERS", "console_lifespan", "console_templates"]
 
 
 def _not_signed_in(request: Request[Any, Any, Any], _: NotSignedIn) -> Response[Any]:
@@ -61,7 +65,7 @@ CONSOLE_ROUTER = Router(
     include_in_schema=False,
 )
 
-CONSOLE_HANDLERS = [CONSOLE_ROUTER, LoginLinkController]
+CONSOLE_HANDLERS: list[Any] = [CONSOLE_ROUTER, LoginLinkController]
 
 
 def console_templates() -> TemplateConfig[JinjaTemplateEngine]:
@@ -74,3 +78,23 @@ def console_templates() -> TemplateConfig[JinjaTemplateEngine]:
     )
     env.globals["integrity"] = integrity
     return TemplateConfig(instance=JinjaTemplateEngine.from_environment(env))
+
+
+@contextlib.asynccontextmanager
+async def console_lifespan(app: Litestar) -> AsyncIterator[None]:
+    """Keep each node's recent story (states, heartbeats, ejections, notices) for the node
+    page; runs after the app's own lifespan has put the services on ``app.state``."""
+    services = getattr(app.state, "services", None)
+    fleet = getattr(services, "fleet", None)
+    if fleet is None:
+        yield
+        return
+    timeline = NodeTimeline(fleet.registry, clock=services.clock).attach()  # type: ignore[union-attr]
+    app.state.node_timeline = timeline
+    task = asyncio.create_task(timeline.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

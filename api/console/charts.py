@@ -30,7 +30,7 @@ def bar_chart(title: str, bars: Sequence[Bar], *, width: int = 640, height: int 
     parts = [
         f"<figure><figcaption>{escape(title)}</figcaption>",
         f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
-        f'preserveAspectRatio="none" aria-labelledby="t-{id(bars)} d-{id(bars)}">',
+        f'aria-labelledby="t-{id(bars)} d-{id(bars)}">',
         f'<title id="t-{id(bars)}">{escape(title)}</title>',
         f'<desc id="d-{id(bars)}">{escape(desc)}</desc>',
         f'<line x1="0" y1="{height - pad_bottom}" x2="{width}" y2="{height - pad_bottom}" '

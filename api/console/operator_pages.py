@@ -14,6 +14,7 @@ from litestar.datastructures import State
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
+from api.console.charts import Bar, bar_chart
 from api.console.session import check_csrf, console_auth, context, operator, services
 from api.console.tenant_pages import money
 from api.node_api import fleet_of
@@ -21,7 +22,9 @@ from fleet import TenantStatus
 from fleet.audit import recent
 from fleet.billing.reports import margin_report
 from fleet.clock import utcnow
-from fleet.errors import InvalidRequest
+from fleet.errors import InvalidRequest, NotFound
+from fleet.node_timeline import NodeTimeline
+from fleet.registry import view_of
 from fleet.scaling import ScalingService
 from fleet.scaling_decisions import recent_decisions
 
@@ -70,16 +73,57 @@ async def _fleet(state: State) -> dict[str, Any]:
 
 
 async def _node(state: State, node_id: str) -> dict[str, Any]:
+    """The node as the registry holds it (or its stored row once the registry forgot it, after
+    termination), its recent heartbeats and events, and what operators did to it."""
     svc = services(state)
     fleet = fleet_of(state)
+    now, mono = svc.clock.now(), svc.clock.monotonic()
     await fleet.registry.refresh()
-    view = fleet.registry.get(node_id)
-    node = view.as_dict(svc.clock.now(), svc.clock.monotonic())
+    view = fleet.registry.nodes.get(node_id)
+    if view is None:
+        rows = [n for n in await svc.nodes.list(include_terminated=True) if n.id == node_id]
+        if not rows:
+            raise NotFound(f"node {node_id!r} not found", param="node")
+        view = view_of(rows[0])
+    node = view.as_dict(now, mono)
     node["drain_deadline_s"] = (
-        None if view.drain_deadline is None else round(view.drain_deadline - svc.clock.now(), 1)
+        None if view.drain_deadline is None else round(view.drain_deadline - now, 1)
     )
-    events = [a for a in await recent(svc.sessions, limit=500) if a.target_id == node_id]
-    return {"node": node, "events": events[:20], "live_url": f"/console/fleet/nodes/{node_id}/live"}
+    node["failures"] = view.failures
+    timeline: NodeTimeline | None = getattr(state, "node_timeline", None)
+    beats = timeline.beats(node_id) if timeline else []
+    events: list[dict[str, Any]] = [
+        {"at": e.at, "kind": e.kind, "detail": e.detail}
+        for e in (timeline.events(node_id) if timeline else [])
+    ]
+    events += [
+        {"at": a.at.timestamp(), "kind": "operator", "detail": f"{a.action} by {a.actor}"}
+        for a in await recent(svc.sessions, limit=500)
+        if a.target_id == node_id
+    ]
+    events.sort(key=lambda e: e["at"], reverse=True)
+    chart = bar_chart(
+        "Running requests at each heartbeat",
+        [Bar(f"-{round(now - b.at)}s", b.running, str(b.running)) for b in beats[-30:]],
+    )
+    return {
+        "node": node,
+        "events": [{**e, "ago": round(now - e["at"], 1)} for e in events[:30]],
+        "beats": [
+            {
+                "ago": round(now - b.at, 1),
+                "running": b.running,
+                "waiting": b.waiting,
+                "kv": round(b.kv_cache * 100),
+                "healthy": b.healthy,
+            }
+            for b in reversed(beats[-10:])
+        ],
+        "beat_chart": chart if beats else None,
+        "heartbeat_interval": svc.settings.heartbeat_interval,
+        "unhealthy_after": svc.settings.unhealthy_after_beats,
+        "live_url": f"/console/fleet/nodes/{node_id}/live",
+    }
 
 
 async def _revenue(state: State) -> dict[str, Any]:

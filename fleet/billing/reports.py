@@ -15,6 +15,7 @@ from decimal import Decimal
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 
 from fleet.errors import InvalidRequest
 from fleet.tables import UsageRecord
@@ -61,19 +62,19 @@ async def usage_report(
     if by not in GROUPINGS:
         raise InvalidRequest(f"by must be one of {', '.join(GROUPINGS)}", param="by")
     q = select(
-        UsageRecord.model,
-        UsageRecord.key_id,
-        UsageRecord.created_at,
-        UsageRecord.prompt_tokens,
-        UsageRecord.completion_tokens,
-        UsageRecord.cost,
+        col(UsageRecord.model),
+        col(UsageRecord.key_id),
+        col(UsageRecord.created_at),
+        col(UsageRecord.prompt_tokens),
+        col(UsageRecord.completion_tokens),
+        col(UsageRecord.cost),
     )
     if tenant_id is not None:
-        q = q.where(UsageRecord.tenant_id == tenant_id)
+        q = q.where(col(UsageRecord.tenant_id) == tenant_id)
     if since is not None:
-        q = q.where(UsageRecord.created_at >= since)
+        q = q.where(col(UsageRecord.created_at) >= since)
     if until is not None:
-        q = q.where(UsageRecord.created_at < until)
+        q = q.where(col(UsageRecord.created_at) < until)
     sums: dict[str, list[int | Decimal]] = defaultdict(lambda: [0, 0, 0, Decimal(0)])
     async with sessions() as s:
         for model, key_id, at, prompt, completion, cost in await s.execute(q):
@@ -101,13 +102,13 @@ async def margin_report(
     until: datetime | None = None,
 ) -> list[MarginRow]:
     """Revenue per tenant and model against the GPU cost of serving it."""
-    q = select(UsageRecord.tenant_id, UsageRecord.model, func.sum(UsageRecord.cost)).group_by(
-        UsageRecord.tenant_id, UsageRecord.model
-    )
+    q = select(
+        col(UsageRecord.tenant_id), col(UsageRecord.model), func.sum(col(UsageRecord.cost))
+    ).group_by(col(UsageRecord.tenant_id), col(UsageRecord.model))
     if since is not None:
-        q = q.where(UsageRecord.created_at >= since)
+        q = q.where(col(UsageRecord.created_at) >= since)
     if until is not None:
-        q = q.where(UsageRecord.created_at < until)
+        q = q.where(col(UsageRecord.created_at) < until)
     async with sessions() as s:
         rows = (await s.execute(q)).all()
     out = []

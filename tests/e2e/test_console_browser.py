@@ -146,7 +146,9 @@ def test_tenant_creates_a_key_uses_it_and_sees_the_usage_live(
     _shot(page, "tenant-keys")
 
     phone = browser.new_context(  # type: ignore[attr-defined]
-        viewport={"width": 390, "height": 844}, is_mobile=True, storage_state=context.storage_state()
+        viewport={"width": 390, "height": 844},
+        is_mobile=True,
+        storage_state=context.storage_state(),
     )
     mobile = phone.new_page()
     mobile.goto(f"{tenant_url}/usage")
@@ -194,7 +196,10 @@ def test_operator_drains_a_node_and_watches_its_state_change(
 
     page.goto(f"{demo.url}/console/fleet/nodes/{node}")
     expect(page.get_by_test_id("state")).to_have_text(re.compile("draining|terminated"))
-    expect(page.locator("body")).to_contain_text("node.drain by console:admin")
+    events = page.get_by_test_id("events")
+    expect(events).to_contain_text("node.drain by console:admin")
+    expect(events).to_contain_text(re.compile(r"ready → (draining|terminated)"))
+    expect(page.get_by_test_id("heartbeats")).not_to_contain_text("No heartbeat", timeout=20_000)
     _shot(page, "node")
 
     page.goto(f"{demo.url}/console/tenants")
