@@ -143,8 +143,12 @@ class ConsoleAuth:
             return None
         async with self._sessions() as s:
             row = await s.get(ConsoleSession, _hash(token))
-        if row is None or row.expires_at <= utcnow(self._clock):
-            return None
+            if row is None or row.expires_at <= utcnow(self._clock):
+                return None
+            if row.tenant_id is not None:
+                tenant = await s.get(Tenant, row.tenant_id)
+                if tenant is None or tenant.status == TenantStatus.DELETED:
+                    return None  # a deleted tenant's sessions end with it
         return SignedIn(row.tenant_id, row.csrf, row.expires_at)
 
     async def end(self, token: str | None) -> None:

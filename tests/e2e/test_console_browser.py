@@ -111,7 +111,11 @@ def test_tenant_creates_a_key_uses_it_and_sees_the_usage_live(
     from playwright.sync_api import expect
 
     context = browser.new_context(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+    context.grant_permissions(["clipboard-read", "clipboard-write"])
     page = context.new_page()
+    problems: list[str] = []  # script errors and Content-Security-Policy refusals
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
     page.goto(_printed(demo, "CONSOLE_LOGIN_URL"))
     page.wait_for_url(re.compile(r"/console/t/ten_\w+$"))
     tenant_url = page.url
@@ -122,6 +126,9 @@ def test_tenant_creates_a_key_uses_it_and_sees_the_usage_live(
     page.get_by_role("button", name="Create key").click()
     key = page.get_by_test_id("new-key").input_value()
     assert key.startswith("sk-")
+    page.get_by_role("button", name="Copy").click()
+    expect(page.locator("#copy-status")).to_have_text("Copied.")
+    assert page.evaluate("navigator.clipboard.readText()") == key
     _shot(page, "key-created", mask=[page.get_by_test_id("new-key")])
 
     # The usage page is open before the request and is never reloaded.
@@ -170,6 +177,7 @@ def test_tenant_creates_a_key_uses_it_and_sees_the_usage_live(
             break
         assert time.monotonic() < deadline, "the revoked key still works"
         time.sleep(0.5)
+    assert problems == []
     context.close()
     phone.close()
 

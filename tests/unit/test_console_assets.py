@@ -38,8 +38,8 @@ def test_static_files_and_templates_ship_in_the_package() -> None:
 
 def test_pages_load_scripts_and_styles_only_from_here_with_integrity() -> None:
     base = (TEMPLATES_DIR / "base.html").read_text()
-    tags = re.findall(r"<(?:script|link)\b[^>]*>", base)
-    assert tags
+    tags = re.findall(r'<(?:script\b|link rel="stylesheet")[^>]*>', base)
+    assert len(tags) == 3
     for tag in tags:
         src = re.search(r'(?:src|href)="([^"]+)"', tag)
         assert src and src.group(1).startswith("/console/static/"), tag
