@@ -192,7 +192,6 @@ def test_operator_drains_a_node_and_watches_its_state_change(
     node = ready[0]["id"]
     row = page.locator(f"tr[data-node='{node}']")
     expect(row.get_by_test_id("state")).to_have_text("ready")
-    _shot(page, "fleet")
 
     row.get_by_role("button", name=f"Drain node {node}").click()
     page.wait_for_url(re.compile(r"/console/fleet$"))
@@ -263,3 +262,20 @@ def test_a_tenant_cannot_open_another_tenants_pages(browser: object, demo: Contr
     again.goto(link["url"])
     assert "/console/t/" not in again.url
     context.close()
+
+
+def test_operator_sees_autoscaling_targets_and_decisions(
+    browser: object, demo: ControlPlane
+) -> None:
+    from playwright.sync_api import expect
+
+    _ready_nodes(demo, 2)
+    page = _sign_in_operator(browser, demo)
+    decisions = page.get_by_test_id("decisions")
+    expect(decisions).to_contain_text("No decisions yet")
+    demo.cli("scale", "demo-llm", "--min", "2", "--max", "3")
+    # The leader's autoscaler ticks every 10 s; the open page shows its decision by itself.
+    expect(page.get_by_test_id("autoscaling")).to_contain_text("2\u20133", timeout=10_000)
+    expect(decisions.locator("tr", has_text="demo-llm")).to_have_count(1, timeout=30_000)
+    _shot(page, "fleet")
+    page.context.close()
