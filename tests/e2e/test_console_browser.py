@@ -93,6 +93,17 @@ def _shot(page: object, name: str, **kw: object) -> None:
         shutil.copyfile(path, DOCS_SHOTS / path.name)
 
 
+UNLABELLED = """() => [...document.querySelectorAll('input:not([type=hidden]), select, button')]
+    .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+                 && !e.textContent.trim())
+    .map(e => e.outerHTML)"""
+
+
+def _unlabelled(page: object) -> list[str]:
+    """Form controls a screen reader could not name."""
+    return page.evaluate(UNLABELLED)  # type: ignore[attr-defined, no-any-return]
+
+
 def _sign_in_operator(browser: object, cp: ControlPlane) -> object:
     context = browser.new_context(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
     page = context.new_page()
@@ -150,6 +161,7 @@ def test_tenant_creates_a_key_uses_it_and_sees_the_usage_live(
 
     page.goto(tenant_url)
     expect(page.locator("tr", has_text="from-the-console")).to_contain_text("active")
+    assert _unlabelled(page) == []
     _shot(page, "tenant-keys")
 
     phone = browser.new_context(  # type: ignore[attr-defined]
@@ -271,11 +283,17 @@ def test_operator_sees_autoscaling_targets_and_decisions(
 
     _ready_nodes(demo, 2)
     page = _sign_in_operator(browser, demo)
+    assert _unlabelled(page) == []
     decisions = page.get_by_test_id("decisions")
     expect(decisions).to_contain_text("No decisions yet")
+    # A keyboard user's focus survives the live refreshes.
+    page.locator("button[id^=drain-]").first.focus()
+    focused = page.evaluate("document.activeElement.id")
+    assert focused.startswith("drain-")
     demo.cli("scale", "demo-llm", "--min", "2", "--max", "3")
     # The leader's autoscaler ticks every 10 s; the open page shows its decision by itself.
     expect(page.get_by_test_id("autoscaling")).to_contain_text("2\u20133", timeout=10_000)
     expect(decisions.locator("tr", has_text="demo-llm")).to_have_count(1, timeout=30_000)
+    assert page.evaluate("document.activeElement.id") == focused
     _shot(page, "fleet")
     page.context.close()
