@@ -182,7 +182,26 @@ async def _usage(state: State, tenant: Tenant, now: datetime) -> dict[str, Any]:
         ],
         "by_model": by_model,
         "by_key": [(keys.get(r.group), r) for r in by_key],
+        "model_chart": bar_chart(
+            f"Tokens by model, last {CHART_DAYS} days",
+            [Bar(r.group, _tokens(r), f"{_tokens(r):,}") for r in by_model],
+        ),
+        "key_chart": bar_chart(
+            f"Tokens by key, last {CHART_DAYS} days",
+            [
+                Bar(_key_label(keys.get(r.group), r.group), _tokens(r), f"{_tokens(r):,}")
+                for r in by_key
+            ],
+        ),
     }
+
+
+def _tokens(row: UsageRow) -> int:
+    return row.prompt_tokens + row.completion_tokens
+
+
+def _key_label(key: Any, key_id: str) -> str:
+    return (key.name or key.prefix) if key is not None else key_id
 
 
 class TenantPages(Controller):

@@ -66,3 +66,14 @@ def test_bar_chart_scales_bars_and_describes_itself() -> None:
 
 def test_bar_chart_without_data_still_renders() -> None:
     assert "no data" in str(bar_chart("Empty", []))
+
+
+def test_charts_on_one_page_have_distinct_ids_and_long_labels_are_cut() -> None:
+    first = str(bar_chart("A", [Bar("x", 1, "1")]))
+    second = str(bar_chart("B", [Bar("x", 1, "1")]))
+    ids = re.findall(r'id="([^"]+)"', first + second)
+    assert len(ids) == len(set(ids)) == 4
+    many = str(bar_chart("Keys", [Bar(f"a-very-long-key-name-{i}", i, str(i)) for i in range(30)]))
+    labels = re.findall(r'class="label" text-anchor="middle">([^<]+)<', many)
+    assert labels and all(len(lbl) < 25 for lbl in labels)
+    assert "a-very-long-key-name-29: 29" in many  # the full names stay in the text alternative
