@@ -70,7 +70,13 @@ async def console(database_url: str, cic_home: Path) -> AsyncIterator[Console]:
 
     await upgrade(database_url)
     clock = StillClock(start=1_900_000_000.0)
-    settings = load_settings(database_url=database_url, admin_token=TOKEN)
+    # Pools scaled here must not start real local nodes: their engine cannot start, so the
+    # leader's reconciler launches no process that could outlive the test.
+    settings = load_settings(
+        database_url=database_url,
+        admin_token=TOKEN,
+        local_engine_command="/nonexistent/cicfleet-test-engine {model} {port}",
+    )
     app = create_app(settings, clock=clock)
     async with AsyncTestClient(app=app, base_url="http://console.local") as http:
         yield Console(app, clock, http, settings)
