@@ -15,6 +15,7 @@ from litestar.openapi import OpenAPIConfig
 from api.admin import ADMIN_CONTROLLERS
 from api.admin_limits import LIMITS_CONTROLLERS
 from api.billing_admin import BILLING_ROUTES
+from api.console import CONSOLE_HANDLERS, console_lifespan, console_templates
 from api.errors import EXCEPTION_HANDLERS
 from api.fleet_admin import FleetController
 from api.health import health, ready
@@ -114,8 +115,10 @@ def create_app(
             FleetController,
             *LIMITS_CONTROLLERS,
             *BILLING_ROUTES,
+            *CONSOLE_HANDLERS,
         ],
-        lifespan=[lifespan],
+        template_config=console_templates(),
+        lifespan=[lifespan, console_lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[request_id_middleware],
         cors_config=cors,

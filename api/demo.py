@@ -12,6 +12,7 @@ import click
 
 from fleet import NotFound, Settings, build_services, get_logger, hash_key
 from fleet.billing.credits import grant_credit
+from fleet.console_auth import ConsoleAuth
 
 log = get_logger("cicfleet.demo")
 
@@ -46,7 +47,7 @@ class Demo:
         asyncio.run(stop_all())
 
 
-async def _provision(settings: Settings) -> str:
+async def _provision(settings: Settings) -> tuple[str, str]:
     """Model, tenant, key and a pool of local nodes for the demo; reuses the key across
     restarts. The pool is desired state: the server's reconciler launches the nodes."""
     key_file = settings.home / "demo_key"
@@ -77,13 +78,18 @@ async def _provision(settings: Settings) -> str:
             await svc.fleet.pools.launch(
                 DEMO_MODEL, replicas=DEMO_NODES, provider="local", actor="demo"
             )
-    return key
+        link = await ConsoleAuth(
+            svc.sessions, clock=svc.clock, link_seconds=settings.console_link_seconds
+        ).login_link(DEMO_TENANT, actor="demo")
+    return key, link.token
 
 
 def start_demo(settings: Settings) -> Demo:
     """Provision the demo tenant and its local nodes, print how to call the endpoint."""
     settings.home.mkdir(parents=True, exist_ok=True)
-    demo = Demo(settings=settings, key=asyncio.run(_provision(settings)))
+    key, link = asyncio.run(_provision(settings))
+    demo = Demo(settings=settings, key=key)
+    console = f"{settings.effective_url}/console"
     base = f"{settings.effective_url}/v1"
     click.echo(
         "\ncicfleet demo: embedded control plane launching "
@@ -93,6 +99,9 @@ def start_demo(settings: Settings) -> Demo:
         f"curl {base}/chat/completions -H 'Authorization: Bearer {demo.key}' "
         "-H 'Content-Type: application/json' "
         f'-d \'{{"model": "{DEMO_MODEL}", "messages": '
-        '[{"role": "user", "content": "Hello"}]}\'\n'
+        '[{"role": "user", "content": "Hello"}]}\'\n\n'
+        f"Web console: {console}\n"
+        f"  demo tenant (one-time link): CONSOLE_LOGIN_URL={console}/login/link/{link}\n"
+        f"  operators: sign in with the admin token in {settings.admin_token_file}\n"
     )
     return demo

@@ -104,6 +104,7 @@ def fleet_autoscaling(services: Services) -> AutoscalingJob:
     target and placements stored on the pool (the reconciler launches where they say), zones
     from the SkyPilot task files."""
     from fleet.providers.skypilot import task_zones
+    from fleet.scaling_decisions import DecisionLog
     from fleet.tables import NodeState, Pool
 
     fleet = services.fleet
@@ -129,11 +130,14 @@ def fleet_autoscaling(services: Services) -> AutoscalingJob:
         rate = await services.rates.rate(model) if services.rates is not None else 0.0
         return Observation(nodes=loads, request_rate=rate)
 
+    decisions = DecisionLog(services.sessions, clock=services.clock)
+
     async def apply(decision: ScalingDecision) -> None:
         placements = [
             {"region": p.region, "zone": p.zone, "spot": p.spot, "count": p.count}
             for p in decision.placements
         ]
+        await decisions.record(decision)  # what the console shows, on every replica
         async with services.sessions() as session:
             pool = await session.get(Pool, decision.model)
         if pool is not None and (pool.replicas, pool.placements) != (decision.target, placements):

@@ -132,6 +132,12 @@ class Settings(BaseSettings):
         description="Command a local node runs instead of the simulator, e.g. "
         "'vllm serve {model} --port {port}'",
     )
+    console_session_seconds: float = Field(
+        default=12 * 3600, ge=60, le=30 * 86400, description="Web console sign-in lifetime"
+    )
+    console_link_seconds: float = Field(
+        default=15 * 60, ge=30, le=7 * 86400, description="Lifetime of a one-time login link"
+    )
 
     @field_validator("home", mode="after")
     @classmethod

@@ -316,3 +316,48 @@ from fleet.billing.tables import (  # noqa: E402, F401
     StripeWebhookEvent,
     UsageHourly,
 )
+
+
+class ScalingDecisionRow(SQLModel, table=True):
+    """A decision of the autoscaler as the leader took it, so every replica's console can show
+    what the fleet was told to do and why; trimmed to the newest per pool."""
+
+    __tablename__ = "scaling_decisions"
+    __table_args__ = (Index("ix_scaling_decisions_model_at", "model", "at"),)
+
+    id: int | None = Field(default=None, sa_type=_BIG_ID, primary_key=True)
+    model: str = Field(max_length=128)
+    at: datetime = _ts()
+    desired: int = 0
+    target: int = 0
+    spot: int = 0
+    on_demand: int = 0
+    reason: str = Field(default="", max_length=256)
+    placements: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+
+
+class ConsoleSession(SQLModel, table=True):
+    """A signed-in browser of the web console: the cookie is the token, only its hash is
+    stored. ``tenant_id`` is null for an operator (signed in with the admin token)."""
+
+    __tablename__ = "console_sessions"
+
+    token_hash: str = Field(primary_key=True, max_length=64)
+    tenant_id: str | None = Field(default=None, index=True, max_length=32)
+    csrf: str = Field(max_length=64)
+    created_at: datetime = _ts()
+    expires_at: datetime = _ts(index=True)
+
+
+class ConsoleLoginLink(SQLModel, table=True):
+    """A one-time sign-in link for a tenant's console (``cicfleet tenants login-link``)."""
+
+    __tablename__ = "console_login_links"
+
+    token_hash: str = Field(primary_key=True, max_length=64)
+    tenant_id: str = Field(max_length=32)
+    created_at: datetime = _ts()
+    expires_at: datetime = _ts()
+    used_at: datetime | None = _opt_ts()

@@ -62,6 +62,20 @@ def tenants_delete(tenant: str, yes: bool, as_json: bool) -> None:
     emit(client().delete(f"/admin/tenants/{tenant}"), as_json=as_json, columns=TENANT_COLUMNS)
 
 
+@tenants.command("login-link")
+@click.argument("tenant")
+@json_option
+def tenants_login_link(tenant: str, as_json: bool) -> None:
+    """Print a one-time sign-in link to the web console for TENANT (hand it to the tenant)."""
+    admin = client()
+    link = admin.post(f"/admin/tenants/{tenant}/login-link")
+    link["url"] = admin.base_url.rstrip("/") + link["path"]  # the address this CLI reaches
+    if as_json:
+        emit(link, as_json=True)
+        return
+    click.echo(f"{link['url']}\n(works once, until {link['expires_at']})")
+
+
 @click.group()
 def envs() -> None:
     """Environments of a tenant (keys, limits and usage are split by environment)."""
