@@ -10,6 +10,7 @@ runs them once per replica). Each run is recorded in ``job_runs`` for ``cicfleet
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from fleet.tables import JobRun
 log = get_logger("cicfleet.jobs")
 
 JobFn = Callable[[], Awaitable[Any]]
+STOP_GRACE_SECONDS = 10.0  # how long a stopping scheduler lets running jobs finish
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,7 @@ class JobScheduler:
         self._identity = identity
         self._clock = clock
         self._scheduler: Any = None
+        self._running: set[asyncio.Task[Any]] = set()
 
     @property
     def running(self) -> bool:
@@ -108,13 +111,27 @@ class JobScheduler:
             self._scheduler.modify_job(name, next_run_time=datetime.now().astimezone())
 
     async def stop(self) -> None:
+        """Start no more runs, let the running ones end (at most ``STOP_GRACE_SECONDS``),
+        then shut the scheduler down.
+
+        APScheduler's shutdown cancels running jobs; a job cancelled inside a database call
+        leaves its connection to be terminated after the engine is gone (seen with aiosqlite:
+        a close that never returns, hanging the event loop's shutdown)."""
         if self._scheduler is not None:
             scheduler, self._scheduler = self._scheduler, None
+            scheduler.pause()
+            running = self._running - {asyncio.current_task()}
+            if running:
+                await asyncio.wait(running, timeout=STOP_GRACE_SECONDS)
             scheduler.shutdown(wait=False)
             log.info("scheduler stopped")
 
     async def run_once(self, job: Job) -> None:
         """Run one job and record the outcome; a failing job is logged, never fatal."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
         started = utcnow(self._clock)
         t0 = time.perf_counter()
         error: str | None = None

@@ -76,3 +76,30 @@ async def test_scheduler_runs_jobs_only_between_elected_and_deposed(tmp_path: ob
     finally:
         await elector.stop()
         await engine.dispose()
+
+
+async def test_stopping_lets_a_running_job_finish_and_record_its_run(tmp_path: object) -> None:
+    """A deposed or stopping leader does not cut a job off in the middle of its work."""
+    url = f"sqlite+aiosqlite:///{tmp_path}/cic.db"
+    await upgrade(url)
+    engine = create_engine(url)
+    sessions = session_factory(engine)
+    started, finished = asyncio.Event(), []
+
+    async def slow() -> None:
+        started.set()
+        await asyncio.sleep(0.2)
+        finished.append(True)
+
+    registry = JobRegistry()
+    registry.register("reconciler", slow, every=3600)
+    scheduler = JobScheduler(registry, sessions, identity="me")
+    try:
+        await scheduler.start()
+        await asyncio.wait_for(started.wait(), 5)
+        await scheduler.stop()
+        assert finished == [True]
+        report = {r.name: r for r in await job_report(sessions)}
+        assert report["reconciler"].runs == 1 and report["reconciler"].last_ok
+    finally:
+        await engine.dispose()
