@@ -3,13 +3,13 @@ reconciler, plus the background loops that keep them moving in this process."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from fleet.clock import Clock
+from fleet.periodic import Periodic
 from fleet.pools import PoolService
 from fleet.providers.base import Provider
 from fleet.providers.local import LocalProvider
@@ -27,7 +27,7 @@ class FleetManager:
     providers: dict[str, Provider]
     pools: PoolService
     reconciler: Reconciler
-    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _sweeper: Periodic | None = None
 
     def add_provider(self, provider: Provider) -> None:
         """Register another provider (e.g. ``skypilot``) under its ``name``."""
@@ -37,15 +37,15 @@ class FleetManager:
         """Load the registry and run the heartbeat sweeper. The reconciler is not started
         here: it runs as a job of the elected leader only (fleet/leader.py)."""
         await self.registry.refresh()
-        self._tasks.append(asyncio.create_task(self.registry.run()))
+        self._sweeper = Periodic(
+            "registry sweep", self.registry.flush_and_sweep, seconds=self.registry.sweep_period
+        )
+        self._sweeper.start(at_once=True)
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+        if self._sweeper is not None:
+            await self._sweeper.close()
+            self._sweeper = None
         with contextlib.suppress(Exception):
             await self.registry.flush()
 

@@ -27,22 +27,31 @@ class Periodic:
         self._fn = fn
         self._seconds = seconds
         self._wake = asyncio.Event()
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
         """Run as soon as possible instead of at the end of the current interval."""
         self._wake.set()
 
-    def start(self) -> None:
+    def start(self, *, at_once: bool = False) -> None:
+        """Start the loop; with ``at_once`` the first call runs now, not after one interval."""
+        if at_once:
+            self._wake.set()
         if self._task is None:
             self._task = asyncio.create_task(self._loop(), name=self.name)
 
     async def close(self, *, final_call: bool = False) -> None:
-        """Stop the loop; with ``final_call``, call ``fn`` once more (to write what is left)."""
+        """Stop the loop once its current call is over; with ``final_call``, call ``fn`` once
+        more (to write what is left).
+
+        A call is never cancelled halfway: a database call cut off mid-query leaves its
+        connection to be terminated in the background, after the engine may be gone (seen with
+        aiosqlite: a close that never returns and hangs the event loop's shutdown)."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._stopping = True
+            self._wake.set()
+            await self._task
             self._task = None
         if final_call:
             await self._call()
@@ -62,4 +71,6 @@ class Periodic:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._seconds)
             self._wake.clear()
+            if self._stopping:
+                return
             await self._call()

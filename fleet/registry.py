@@ -19,7 +19,6 @@ No heartbeat for ``unhealthy_after`` intervals → unhealthy (out of routing); f
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import secrets
 from collections.abc import Callable, Mapping
@@ -547,16 +546,13 @@ class Registry:
             return True  # nobody is left to finish work on it
         return beat_since and node.running == 0 and node.waiting == 0
 
-    async def run(self, *, period: float | None = None) -> None:
-        """Flush and sweep forever (cancel to stop), every ``period`` s (a heartbeat interval
-        by default), so unhealthy nodes leave routing within one interval of their deadline."""
-        period = period or min(1.0, self.heartbeat_interval)
-        while True:
-            try:
-                await self.flush()
-                await self.sweep()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("registry sweep failed")
-            await self.clock.sleep(period)
+    @property
+    def sweep_period(self) -> float:
+        """How often :meth:`flush_and_sweep` runs: at least once a heartbeat interval, so
+        unhealthy nodes leave routing within one interval of their deadline."""
+        return min(1.0, self.heartbeat_interval)
+
+    async def flush_and_sweep(self) -> None:
+        """Write buffered heartbeats, then apply heartbeat deadlines and drain ends."""
+        await self.flush()
+        await self.sweep()

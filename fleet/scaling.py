@@ -91,15 +91,6 @@ class ScalingService:
         """Let requests of pools that can launch a node wait for their first one."""
         waiter.expect({r.model for r in await self.list() if r.max_replicas > 0})
 
-    async def watch(self, waiter: FirstNodeWaiter, *, every: float = 2.0) -> None:
-        """Keep every replica's waiter current with changes made through any replica."""
-        while True:
-            try:
-                await self.tell_waiter(waiter)
-            except Exception as exc:
-                log.warning("reading pool scaling failed", extra={"error": type(exc).__name__})
-            await self._clock.sleep(every)
-
 
 def pool_config(row: PoolScaling, zones: Sequence[Zone]) -> PoolConfig:
     """The autoscaler's view of a row, over the zones of the pool's regions (all given zones

@@ -5,11 +5,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -139,15 +138,14 @@ async def build_services(
             stack.push_async_callback(rate_reports.close, final_call=True)
             await services.auth.start()
             stack.push_async_callback(services.auth.close)
-            watch = asyncio.create_task(ScalingService(sessions).watch(services.waiter))
-            stack.push_async_callback(_cancel, watch)
+            # Every replica's first-node waiter follows scaling changes made on any replica.
+            scaling = ScalingService(sessions)
+            watch = Periodic(
+                "pool scaling watch", partial(scaling.tell_waiter, services.waiter), seconds=2.0
+            )
+            watch.start(at_once=True)
+            stack.push_async_callback(watch.close)
             yield services
     finally:
         await services.limiter.close()
         await engine.dispose()
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

@@ -112,6 +112,7 @@ class UsageJournal:
         self._io = asyncio.Lock()
         self._ship_lock = asyncio.Lock()
         self._sealed_ready = asyncio.Event()
+        self._stopping = False
         self._writer: asyncio.Task[None] | None = None
         self._shipping: asyncio.Task[None] | None = None
         self.shipped = 0
@@ -146,17 +147,16 @@ class UsageJournal:
         """Write what is buffered, ship everything (a few attempts), release the directory.
         Segments the database did not take stay on disk for the next start to replay."""
         await self._drain_writes()
-        for task in (self._shipping, self._writer):
-            if task is not None:
-                task.cancel()
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    # Our own task's cancellation, not the loop's we just stopped: give up
-                    # here; the segments stay on disk for the next start to replay.
-                    current = asyncio.current_task()
-                    if current is not None and current.cancelling():
-                        raise
+        if self._shipping is not None:
+            # Let a shipment in progress end rather than cancel it mid-query (a cut database
+            # call leaves its connection to be terminated after the engine is gone).
+            self._stopping = True
+            self._sealed_ready.set()
+            await self._shipping
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
         self._shipping = self._writer = None
         for attempt in range(5):
             try:
@@ -314,6 +314,8 @@ class UsageJournal:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._sealed_ready.wait(), delay)
             self._sealed_ready.clear()
+            if self._stopping:
+                return
             try:
                 await self._ship_all()
                 delay = self._rotate_seconds

@@ -37,3 +37,19 @@ def test_period_must_be_positive() -> None:
 
     with pytest.raises(ValueError):
         Periodic("bad", noop, seconds=0)
+
+
+async def test_close_lets_the_current_call_finish() -> None:
+    """A call in progress (a database write, say) is never cut off by close."""
+    started, finished = asyncio.Event(), []
+
+    async def slow() -> None:
+        started.set()
+        await asyncio.sleep(0.05)
+        finished.append(True)
+
+    task = Periodic("slow", slow, seconds=3600)
+    task.start(at_once=True)
+    await started.wait()
+    await task.close()
+    assert finished == [True]
