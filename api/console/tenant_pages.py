@@ -204,6 +204,25 @@ def _key_label(key: Any, key_id: str) -> str:
     return (key.name or key.prefix) if key is not None else key_id
 
 
+async def _usage_page(
+    request: Request[Any, Any, Any], state: State, tenant_id: str, template: str
+) -> Template:
+    """The usage page, whole or only its live part (the same figures either way)."""
+    who, tenant = await _tenant(request, tenant_id)
+    now = utcnow(services(state).clock)
+    return Template(
+        template_name=template,
+        context=context(
+            request,
+            who,
+            tenant=tenant,
+            live_url=f"/console/t/{tenant.id}/usage/live",
+            money=money,
+            **await _usage(state, tenant, now),
+        ),
+    )
+
+
 class TenantPages(Controller):
     path = "/t/{tenant_id:str}"
     include_in_schema = False
@@ -302,34 +321,10 @@ class TenantPages(Controller):
     async def usage(
         self, request: Request[Any, Any, Any], state: State, tenant_id: FromPath[str]
     ) -> Template:
-        who, tenant = await _tenant(request, tenant_id)
-        now = utcnow(services(state).clock)
-        return Template(
-            template_name="usage.html",
-            context=context(
-                request,
-                who,
-                tenant=tenant,
-                live_url=f"/console/t/{tenant.id}/usage/live",
-                money=money,
-                **await _usage(state, tenant, now),
-            ),
-        )
+        return await _usage_page(request, state, tenant_id, "usage.html")
 
     @get("/usage/live")
     async def usage_live(
         self, request: Request[Any, Any, Any], state: State, tenant_id: FromPath[str]
     ) -> Template:
-        who, tenant = await _tenant(request, tenant_id)
-        now = utcnow(services(state).clock)
-        return Template(
-            template_name="_usage_live.html",
-            context=context(
-                request,
-                who,
-                tenant=tenant,
-                live_url=f"/console/t/{tenant.id}/usage/live",
-                money=money,
-                **await _usage(state, tenant, now),
-            ),
-        )
+        return await _usage_page(request, state, tenant_id, "_usage_live.html")
